@@ -1,0 +1,68 @@
+"""Vision encoder adapter: any timm Swin or ViT -> ``[CLS, patch tokens]``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+
+class VisionEncoder(nn.Module):
+    """Wraps a timm backbone so it returns ``[B, 1 + N, D]`` tokens.
+
+    Swin has no CLS token: ours is the mean of the final patch tokens (after the final norm), as in X-VLM.
+    ViT-style models keep their own CLS token and drop any other prefix token.
+
+    Args:
+        model_name: a timm architecture name (e.g. ``swin_base_patch4_window7_224``).
+        image_size: square input resolution ``R``.
+        pretrained_path: optional local checkpoint file (timm or original Swin/ViT layout); timm's own
+            checkpoint filter maps the layout and resizes position tables. Nothing is downloaded.
+        drop_path_rate: stochastic depth rate.
+        **timm_kwargs: architecture overrides passed to ``timm.create_model`` (embed_dim, depths, ...).
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        image_size: int,
+        pretrained_path: str | None = None,
+        drop_path_rate: float = 0.0,
+        **timm_kwargs,
+    ) -> None:
+        super().__init__()
+        timm_kwargs = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+                       for k, v in timm_kwargs.items()}  # Hydra lists -> tuples
+        kwargs = dict(num_classes=0, img_size=image_size, drop_path_rate=drop_path_rate, **timm_kwargs)
+        if pretrained_path:
+            path = Path(os.path.expanduser(pretrained_path))
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"model.vision.pretrained_path={pretrained_path!r} is not a file: give a local timm or "
+                    "original-Swin/ViT checkpoint (nothing is downloaded)."
+                )
+            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+        self.backbone = timm.create_model(model_name, **kwargs)
+        self.model_name = model_name
+        self.image_size = image_size
+        self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))
+        self.width = int(self.backbone.num_features)
+        reduction = int(self.backbone.feature_info[-1]["reduction"])
+        self.grid_size = image_size // reduction
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size * self.grid_size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images ``[B, 3, R, R]`` -> tokens ``[B, 1 + n*n, D]`` (index 0 is the CLS)."""
+        feats = self.backbone.forward_features(images)
+        if feats.dim() == 4:  # Swin: [B, h, w, D] (NHWC), already normed
+            patches = feats.flatten(1, 2)
+            return torch.cat([patches.mean(dim=1, keepdim=True), patches], dim=1)
+        cls = feats[:, :1] if self.num_prefix_tokens else feats.mean(dim=1, keepdim=True)
+        return torch.cat([cls, feats[:, self.num_prefix_tokens :]], dim=1)

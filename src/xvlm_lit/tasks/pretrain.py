@@ -1,0 +1,94 @@
+"""Pre-training: sums ``weight * loss`` over whichever loss plugins the config selects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import lightning as L
+import torch
+from torch import nn
+
+from xvlm_lit.data.batch import VLBatch
+from xvlm_lit.losses.base import LossPlugin, StepCache
+from xvlm_lit.models.xvlm import XVLM
+from xvlm_lit.tasks.optim import REFERENCE_NO_DECAY, build_scheduler, param_groups
+
+StepBatch = Mapping[str, VLBatch | None]
+
+
+class PretrainModule(L.LightningModule):
+    """X-VLM pre-training step: every stream of the step batch (``itc``: image-text, ``region``: regions or None)
+    goes through every plugin; the weighted ``*_loss`` entries are summed into one optimizer step.
+
+    Args:
+        model: the network.
+        losses: name -> plugin (from ``conf/loss``); the module knows none of them by name.
+        optimizer: a partial optimizer (``_partial_: true``) taking param groups.
+        warmup_steps, total_steps: linear warm-up then linear decay to 0; ``total_steps=None`` uses the trainer's
+            estimate.
+        new_lr_mult: lr multiplier of the parts X-VLM adds (cross-attention, projections, temp, heads).
+        temp_range: the contrastive temperature is clamped into it before every step.
+    """
+
+    def __init__(self, model: XVLM, losses: Mapping[str, LossPlugin], optimizer: Callable[..., torch.optim.Optimizer],
+                 warmup_steps: int = 2500, total_steps: int | None = None, new_lr_mult: float = 2.0,
+                 temp_range: tuple[float, float] = (0.001, 0.5),
+                 no_decay: tuple[str, ...] = REFERENCE_NO_DECAY) -> None:
+        super().__init__()
+        if not losses:
+            raise ValueError("no loss selected: choose at least one of conf/loss (e.g. loss=[itc,itm,mlm,bbox])")
+        self.model = model
+        self.losses = nn.ModuleDict(dict(losses))
+        self.optimizer_factory = optimizer
+        self.warmup_steps, self.total_steps = int(warmup_steps), total_steps
+        self.new_lr_mult, self.temp_range, self.no_decay = new_lr_mult, tuple(temp_range), tuple(no_decay)
+
+    def compute_losses(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total weighted loss and every logged term (``<stream>/<key>`` and per-key sums over streams)."""
+        total: torch.Tensor | None = None
+        logs: dict[str, torch.Tensor] = {}
+        for stream, sub in batch.items():
+            if sub is None:
+                continue
+            cache = StepCache(self.model, sub)
+            for plugin in self.losses.values():
+                for key, value in plugin(self.model, sub, cache).items():
+                    logs[f"{stream}/{key}"] = value.detach()
+                    if key.endswith("_loss"):
+                        term = plugin.weight * value
+                        total = term if total is None else total + term
+                        logs[key] = logs.get(key, 0.0) + value.detach()
+        if total is None:
+            raise RuntimeError("no loss plugin produced a loss for this batch: check conf/loss and the data streams")
+        logs["loss"] = total.detach()
+        return total, logs
+
+    def on_train_batch_start(self, batch: StepBatch, batch_idx: int) -> None:
+        with torch.no_grad():
+            self.model.temp.clamp_(*self.temp_range)
+
+    def training_step(self, batch: StepBatch, batch_idx: int) -> torch.Tensor:
+        total, logs = self.compute_losses(batch)
+        size = batch_size_of(batch)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=size, prog_bar=False)
+        self.log("train/loss", logs["loss"], batch_size=size, prog_bar=True)
+        return total
+
+    def validation_step(self, batch: StepBatch, batch_idx: int) -> None:
+        _, logs = self.compute_losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in logs.items()}, batch_size=batch_size_of(batch), sync_dist=True)
+
+    def configure_optimizers(self):
+        opt_args = getattr(self.optimizer_factory, "keywords", {})
+        lr, wd = opt_args.get("lr", 1e-4), opt_args.get("weight_decay", 0.01)
+        groups = param_groups(self.model.named_parameters(), self.model.is_new_parameter, lr, wd,
+                              self.new_lr_mult, self.no_decay)
+        optimizer = self.optimizer_factory(groups)
+        total = self.total_steps or int(self.trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(optimizer, self.warmup_steps, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def batch_size_of(batch: StepBatch) -> int:
+    """Number of texts in the step (all streams)."""
+    return sum(sub.num_texts for sub in batch.values() if sub is not None)

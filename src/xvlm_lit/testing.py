@@ -52,5 +52,20 @@ def random_batch(model: XVLM, num_images: int, texts_per_image: int = 1, length:
         batch.target_box = torch.cat([(xy + wh / 2) / r, wh / r], 1)
         batch.has_box = torch.ones(t, dtype=torch.bool)
         batch.has_box[0] = False
-        batch.idx = torch.arange(t)
+        batch.idx = torch.arange(t) + 1000 * seed  # globally unique across seeds (ranks)
     return batch
+
+
+def concat_batches(batches: list[VLBatch]) -> VLBatch:
+    """One batch holding several batches' images and texts (image_index re-based), as one process would see."""
+    out = {}
+    offset, indices = 0, []
+    for b in batches:
+        index = b.image_index if b.image_index is not None else torch.arange(b.images.shape[0])
+        indices.append(index + offset)
+        offset += b.images.shape[0]
+    for name in VLBatch.__dataclass_fields__:
+        values = [getattr(b, name) for b in batches]
+        out[name] = None if values[0] is None else torch.cat(values)
+    out["image_index"] = torch.cat(indices)
+    return VLBatch(**out)

@@ -20,8 +20,9 @@ class VisionEncoder(nn.Module):
     Args:
         model_name: a timm architecture name (e.g. ``swin_base_patch4_window7_224``).
         image_size: square input resolution ``R``.
-        pretrained_path: optional local checkpoint file (timm or original Swin/ViT layout); timm's own
-            checkpoint filter maps the layout and resizes position tables. Nothing is downloaded.
+        pretrained_path: optional local checkpoint file (timm or original Swin/ViT layout), loaded strictly by
+            :func:`xvlm_lit.checkpoints.load_vision_checkpoint` (layout mapped, position tables resized, classifier
+            unused). Nothing is downloaded.
         drop_path_rate: stochastic depth rate.
         **timm_kwargs: architecture overrides passed to ``timm.create_model`` (embed_dim, depths, ...).
     """
@@ -38,15 +39,17 @@ class VisionEncoder(nn.Module):
         timm_kwargs = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
                        for k, v in timm_kwargs.items()}  # Hydra lists -> tuples
         kwargs = dict(num_classes=0, img_size=image_size, drop_path_rate=drop_path_rate, **timm_kwargs)
-        if pretrained_path:
-            path = Path(os.path.expanduser(pretrained_path))
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"model.vision.pretrained_path={pretrained_path!r} is not a file: give a local timm or "
-                    "original-Swin/ViT checkpoint (nothing is downloaded)."
-                )
-            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+        path = Path(os.path.expanduser(pretrained_path)) if pretrained_path else None
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(
+                f"model.vision.pretrained_path={pretrained_path!r} is not a file: give a local timm or "
+                "original-Swin/ViT checkpoint (nothing is downloaded)."
+            )
         self.backbone = timm.create_model(model_name, **kwargs)
+        if path is not None:
+            from xvlm_lit.checkpoints.pretrained import load_vision_checkpoint  # lazy: checkpoints sits above models
+
+            load_vision_checkpoint(self, path)
         self.model_name = model_name
         self.image_size = image_size
         self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))

@@ -10,7 +10,6 @@ from torch import nn
 
 from xvlm_lit.models.fusion import FusionEncoder
 from xvlm_lit.models.heads import MLMHead, mlp_head
-from xvlm_lit.models.pretrained_text import load_bert_into
 from xvlm_lit.models.text import TextEncoder
 from xvlm_lit.models.vision import VisionEncoder
 
@@ -48,8 +47,10 @@ class XVLM(nn.Module):
         self.bbox_head = mlp_head(width, 4)
         self.mlm_head = MLMHead(text.spec, text.word_embeddings)
         if bert_path:
-            fresh = load_bert_into(text, fusion, self.mlm_head, bert_path)
-            log.info("initialised text/fusion from %s; %d tensors stay new", bert_path, len(fresh))
+            from xvlm_lit.checkpoints.pretrained import load_bert_dir  # lazy: checkpoints sits above models
+
+            report = load_bert_dir(self, bert_path)
+            log.info("initialised text/fusion from %s; %d tensors stay new", bert_path, len(report.initialised))
 
     @property
     def image_size(self) -> int:

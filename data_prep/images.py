@@ -1,0 +1,129 @@
+"""Image loading for the converters: decode, EXIF-rotate, RGB, pre-resize, and box scaling to the stored pixels.
+
+:func:`load_image` turns a path (or candidate paths, or raw bytes) into an upright RGB image whose longer side is at
+most ``max_side``; problems raise :class:`ImageSkip` with a stable reason (``missing_image``, ``unreadable_image``).
+:func:`fit_box` maps an ``[x, y, w, h]`` box from the frame the annotation was made in to the stored image.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+from data_prep.shards import MAX_SIDE, resize_max_side
+
+ImageSource = str | os.PathLike | bytes | Sequence[str | os.PathLike]
+_SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
+MIN_INSIDE = 0.5  # a box keeps its place only when more than half of it lies inside the image (then it is clipped)
+BOX_DECIMALS = 2
+
+
+class ImageSkip(Exception):
+    """An image that cannot be used; ``reason`` is the manifest skip code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class Loaded:
+    """An image ready to store: ``image`` is RGB and at most ``max_side``; ``full`` is its upright size before
+    the resize (the pixel frame that annotations without a declared frame refer to)."""
+
+    image: Image.Image
+    full: tuple[int, int]
+    rotated: bool
+
+
+def target_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """The stored size of a ``width`` x ``height`` image (same rounding as :func:`data_prep.shards.resize_max_side`)."""
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return Image.open(io.BytesIO(bytes(source)))
+    candidates = [source] if isinstance(source, str | os.PathLike) else list(source)
+    for path in candidates:
+        if os.path.isfile(path):
+            return Image.open(path)
+    raise ImageSkip("missing_image", ", ".join(str(p) for p in candidates) or "no path")
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image; it is then not rotated
+        return 1
+
+
+def load_image(source: ImageSource, max_side: int = MAX_SIDE) -> Loaded:
+    """Decode ``source`` (a path, candidate paths tried in order, or encoded bytes) into a stored-size RGB image.
+
+    Large JPEGs are decoded at a reduced DCT scale (PIL ``draft``) no smaller than the target, then resized with
+    bicubic filtering, so the result depends only on the file and ``max_side``.
+
+    Raises:
+        ImageSkip: ``missing_image`` when no candidate file exists, ``unreadable_image`` when decoding fails.
+    """
+    try:
+        with _open(source) as image:
+            orientation = _orientation(image)
+            swapped = orientation in _SWAPPED_ORIENTATIONS
+            full = (image.height, image.width) if swapped else (image.width, image.height)
+            target = target_size(*full, max_side)
+            if image.format == "JPEG" and target != full:
+                image.draft("RGB", (target[1], target[0]) if swapped else target)
+            image.load()
+            upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+            rgb = upright.convert("RGB")
+    except ImageSkip:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageSkip("unreadable_image", str(err)) from err
+    if rgb.size == full:
+        rgb, _ = resize_max_side(rgb, max_side)
+    elif rgb.size != target:
+        rgb = rgb.resize(target, Image.BICUBIC)
+    return Loaded(rgb, full, orientation != 1)
+
+
+def fit_box(bbox: Sequence[float], frame: tuple[float, float], size: tuple[int, int]) -> tuple[list[float] | None, str]:
+    """Map ``bbox`` ([x, y, w, h] in a ``frame`` of width x height, e.g. pixels of the original image or (1, 1) for
+    normalised boxes) onto an image of ``size`` pixels.
+
+    Returns ``(box, note)``: ``box`` is the clipped, scaled box rounded to 0.01 px, or None when the box is dropped;
+    ``note`` is "" (kept as is), ``"bbox_clipped"`` (kept, clipped to the image), or the drop reason:
+    ``bbox_malformed`` (not four finite numbers), ``bbox_empty`` (zero or negative width/height, before or after
+    scaling), ``bbox_outside_image`` (half or more of its area lies outside the frame).
+    """
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return None, "bbox_malformed"
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return None, "bbox_malformed"
+    if w <= 0 or h <= 0:
+        return None, "bbox_empty"
+    fw, fh = frame
+    x1, y1, x2, y2 = max(x, 0.0), max(y, 0.0), min(x + w, fw), min(y + h, fh)
+    if x2 <= x1 or y2 <= y1 or (x2 - x1) * (y2 - y1) <= MIN_INSIDE * w * h:
+        return None, "bbox_outside_image"
+    clipped = (x1, y1, x2, y2) != (x, y, x + w, y + h)
+    sx, sy = size[0] / fw, size[1] / fh
+    x1, x2 = round(x1 * sx, BOX_DECIMALS), round(min(x2 * sx, size[0]), BOX_DECIMALS)
+    y1, y2 = round(y1 * sy, BOX_DECIMALS), round(min(y2 * sy, size[1]), BOX_DECIMALS)
+    bw, bh = round(x2 - x1, BOX_DECIMALS), round(y2 - y1, BOX_DECIMALS)
+    if bw <= 0 or bh <= 0:
+        return None, "bbox_empty"
+    return [x1, y1, bw, bh], ("bbox_clipped" if clipped else "")

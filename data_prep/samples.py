@@ -1,0 +1,156 @@
+"""From a source's raw annotations to one shard sample: image loaded, texts checked, boxes fitted, drops counted.
+
+A converter describes each image as a :class:`Raw` (annotations in the frame they were made in); :func:`build`
+loads the image and returns a :class:`Built` sample or a :class:`Skipped` one. Every text or box that is removed
+is counted in ``dropped`` by reason, so nothing disappears silently:
+
+- ``empty_caption``: a caption (image or region) that is empty after the reference's caption cleaning;
+- ``empty_label``: an object label that is empty after cleaning;
+- ``empty_attribute``: an attribute that is empty after cleaning (the object or region is kept);
+- ``bbox_malformed`` / ``bbox_empty`` / ``bbox_outside_image``: see :func:`data_prep.images.fit_box`.
+
+Texts are stored as given (whitespace collapsed): the training pipeline cleans them with its own ``max_words``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_prep.images import ImageSource, ImageSkip, fit_box, load_image
+from data_prep.shards import encode_jpeg
+from xvlm_lit.data.text import clean_caption
+
+NO_LIMIT = 1 << 30  # max_words for the emptiness check: keep every word
+
+
+@dataclass
+class Raw:
+    """One image and its annotations as a source gives them.
+
+    ``frame`` is the (width, height) the boxes refer to: the declared image size of the annotation file, (1, 1)
+    for normalised boxes, or None for the pixels of the (EXIF-rotated) image itself. Regions are
+    ``{"bbox", "captions", "attributes"?}``, objects ``{"bbox", "label", "attributes"?}``.
+    """
+
+    key: str
+    image_id: str
+    image: ImageSource
+    captions: list[str] = field(default_factory=list)
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    frame: tuple[float, float] | None = None
+
+
+@dataclass
+class Built:
+    """A sample to write, with what was removed from it (``dropped``) and adjusted (``adjusted``)."""
+
+    key: str
+    jpg: bytes
+    record: dict[str, Any]
+    dropped: Counter = field(default_factory=Counter)
+    adjusted: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class Skipped:
+    """A sample not written, under ``reason``; ``dropped`` holds the texts/boxes removed before it was given up."""
+
+    key: str
+    reason: str
+    dropped: Counter = field(default_factory=Counter)
+
+
+def normalise_text(text: Any) -> str:
+    """A text with its whitespace collapsed, or "" when it is not a string or is empty after caption cleaning."""
+    if not isinstance(text, str):
+        return ""
+    text = " ".join(text.split())
+    return text if clean_caption(text, NO_LIMIT) else ""
+
+
+def as_list(value: Any) -> list:
+    """``value`` as a list: None -> [], a str -> [str], a list stays."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _texts(values: Any, dropped: Counter, reason: str) -> list[str]:
+    out = []
+    for value in as_list(values):
+        text = normalise_text(value)
+        if text:
+            out.append(text)
+        else:
+            dropped[reason] += 1
+    return out
+
+
+def _box(item: dict, frame, size, dropped: Counter, adjusted: Counter) -> list[float] | None:
+    box, note = fit_box(item.get("bbox"), frame, size) if item.get("bbox") is not None else (None, "bbox_malformed")
+    if box is None:
+        dropped[note] += 1
+    elif note:
+        adjusted[note] += 1
+    return box
+
+
+def _regions(raw: Raw, frame, size, dropped: Counter, adjusted: Counter) -> list[dict]:
+    out = []
+    for item in raw.regions:
+        box = _box(item, frame, size, dropped, adjusted)
+        if box is None:
+            continue
+        captions = _texts(item.get("captions"), dropped, "empty_caption")
+        if not captions:
+            continue
+        attributes = _texts(item.get("attributes"), dropped, "empty_attribute")
+        out.append({"bbox": box, "captions": captions, "attributes": attributes})
+    return out
+
+
+def _objects(raw: Raw, frame, size, dropped: Counter, adjusted: Counter) -> list[dict]:
+    out = []
+    for item in raw.objects:
+        box = _box(item, frame, size, dropped, adjusted)
+        if box is None:
+            continue
+        label = normalise_text(item.get("label"))
+        if not label:
+            dropped["empty_label"] += 1
+            continue
+        attributes = _texts(item.get("attributes"), dropped, "empty_attribute")
+        out.append({"bbox": box, "label": label, "attributes": attributes})
+    return out
+
+
+def skip_reason(dropped: Counter) -> str:
+    """Why a sample left without any text is skipped: its most frequent drop reason, or ``no_text`` when it had
+    no annotation at all (so a caption-only sample whose caption cleans to "" is skipped as ``empty_caption``)."""
+    if not dropped:
+        return "no_text"
+    return min(dropped.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+def build(raw: Raw, source: str, max_side: int, quality: int) -> Built | Skipped:
+    """Load ``raw``'s image and make its shard sample (see the module docstring for what is dropped)."""
+    try:
+        loaded = load_image(raw.image, max_side)
+    except ImageSkip as skip:
+        return Skipped(raw.key, skip.reason)
+    dropped, adjusted = Counter(), Counter()
+    if loaded.rotated:
+        adjusted["exif_rotated"] += 1
+    size = loaded.image.size
+    frame = raw.frame or loaded.full
+    captions = _texts(raw.captions, dropped, "empty_caption")
+    regions = _regions(raw, frame, size, dropped, adjusted)
+    objects = _objects(raw, frame, size, dropped, adjusted)
+    if not (captions or regions or objects):
+        return Skipped(raw.key, skip_reason(dropped), dropped)
+    record = {"image_id": raw.image_id, "source": source, "width": size[0], "height": size[1],
+              "captions": captions, "regions": regions, "objects": objects}
+    return Built(raw.key, encode_jpeg(loaded.image, quality), record, dropped, adjusted)

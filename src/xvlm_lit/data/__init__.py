@@ -1,0 +1,1 @@
+"""xvlm_lit.data"""

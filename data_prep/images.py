@@ -33,12 +33,22 @@ class ImageSkip(Exception):
 
 @dataclass
 class Loaded:
-    """An image ready to store: ``image`` is RGB and at most ``max_side``; ``full`` is its upright size before
-    the resize (the pixel frame that annotations without a declared frame refer to)."""
+    """An image ready to store: ``image`` is upright RGB, at most ``max_side``; ``full`` is its upright size before
+    the resize; ``orientation`` the EXIF orientation that was applied (1: none)."""
 
     image: Image.Image
     full: tuple[int, int]
-    rotated: bool
+    orientation: int = 1
+
+    @property
+    def swapped(self) -> bool:
+        """True when the EXIF rotation turned the image by 90 degrees (stored width is the upright height)."""
+        return self.orientation in _SWAPPED_ORIENTATIONS
+
+    def stored_frame(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(full size, resized size) in the orientation of the file's pixels as stored, before EXIF rotation."""
+        (fw, fh), (w, h) = self.full, self.image.size
+        return ((fh, fw), (h, w)) if self.swapped else ((fw, fh), (w, h))
 
 
 def target_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
@@ -85,7 +95,7 @@ def load_image(source: ImageSource, max_side: int = MAX_SIDE) -> Loaded:
             if image.format == "JPEG" and target != full:
                 image.draft("RGB", (target[1], target[0]) if swapped else target)
             image.load()
-            upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+            upright = ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
             rgb = upright.convert("RGB")
     except ImageSkip:
         raise
@@ -95,7 +105,7 @@ def load_image(source: ImageSource, max_side: int = MAX_SIDE) -> Loaded:
         rgb, _ = resize_max_side(rgb, max_side)
     elif rgb.size != target:
         rgb = rgb.resize(target, Image.BICUBIC)
-    return Loaded(rgb, full, orientation != 1)
+    return Loaded(rgb, full, orientation if 1 <= orientation <= 8 else 1)
 
 
 def fit_box(bbox: Sequence[float], frame: tuple[float, float], size: tuple[int, int]) -> tuple[list[float] | None, str]:
@@ -127,3 +137,17 @@ def fit_box(bbox: Sequence[float], frame: tuple[float, float], size: tuple[int, 
     if bw <= 0 or bh <= 0:
         return None, "bbox_empty"
     return [x1, y1, bw, bh], ("bbox_clipped" if clipped else "")
+
+
+def orient_box(box: Sequence[float], orientation: int, size: tuple[int, int]) -> list[float]:
+    """Carry an [x, y, w, h] box on an image of ``size`` (as stored) through the EXIF ``orientation``'s transpose
+    (what :func:`PIL.ImageOps.exif_transpose` does to the pixels)."""
+    x1, y1, w, h = box
+    x2, y2, (W, H) = x1 + w, y1 + h, size  # noqa: N806
+    corners = {
+        1: (x1, y1, x2, y2), 2: (W - x2, y1, W - x1, y2), 3: (W - x2, H - y2, W - x1, H - y1),
+        4: (x1, H - y2, x2, H - y1), 5: (y1, x1, y2, x2), 6: (H - y2, x1, H - y1, x2),
+        7: (H - y2, W - x2, H - y1, W - x1), 8: (y1, W - x2, y2, W - x1),
+    }[orientation]
+    a, b, c, d = (round(v, BOX_DECIMALS) for v in corners)
+    return [a, b, round(c - a, BOX_DECIMALS), round(d - b, BOX_DECIMALS)]

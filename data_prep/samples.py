@@ -9,6 +9,9 @@ is counted in ``dropped`` by reason, so nothing disappears silently:
 - ``empty_attribute``: an attribute that is empty after cleaning (the object or region is kept);
 - ``bbox_malformed`` / ``bbox_empty`` / ``bbox_outside_image``: see :func:`data_prep.images.fit_box`.
 
+A sample left with no text at all is skipped (``Skipped``) under its most frequent drop reason, or ``no_text``.
+``adjusted`` counts changes that keep the item: ``bbox_clipped``, ``exif_rotated`` (images), ``bbox_exif_rotated``.
+
 Texts are stored as given (whitespace collapsed): the training pipeline cleans them with its own ``max_words``.
 """
 
@@ -18,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_prep.images import ImageSource, ImageSkip, fit_box, load_image
+from data_prep.images import ImageSkip, ImageSource, Loaded, fit_box, load_image, orient_box
 from data_prep.shards import encode_jpeg
 from xvlm_lit.data.text import clean_caption
 
@@ -30,8 +33,13 @@ class Raw:
     """One image and its annotations as a source gives them.
 
     ``frame`` is the (width, height) the boxes refer to: the declared image size of the annotation file, (1, 1)
-    for normalised boxes, or None for the pixels of the (EXIF-rotated) image itself. Regions are
-    ``{"bbox", "captions", "attributes"?}``, objects ``{"bbox", "label", "attributes"?}``.
+    for normalised boxes, or None for the image's own pixels. Regions are ``{"bbox", "captions", "attributes"?}``,
+    objects ``{"bbox", "label", "attributes"?}``.
+
+    ``boxes_on`` says which pixels the boxes were drawn on when the file carries an EXIF rotation: ``"stored"``
+    (the file's pixels before rotation: COCO, Visual Genome, Objects365, Open Images and the X-VLM reference all
+    decode without applying EXIF; the boxes are then rotated with the image) or ``"upright"``. A declared ``frame``
+    equal to the upright size but not to the stored one (a 90-degree rotation) means ``"upright"`` whatever is set.
     """
 
     key: str
@@ -41,6 +49,7 @@ class Raw:
     regions: list[dict[str, Any]] = field(default_factory=list)
     objects: list[dict[str, Any]] = field(default_factory=list)
     frame: tuple[float, float] | None = None
+    boxes_on: str = "stored"
 
 
 @dataclass
@@ -89,19 +98,43 @@ def _texts(values: Any, dropped: Counter, reason: str) -> list[str]:
     return out
 
 
-def _box(item: dict, frame, size, dropped: Counter, adjusted: Counter) -> list[float] | None:
-    box, note = fit_box(item.get("bbox"), frame, size) if item.get("bbox") is not None else (None, "bbox_malformed")
+@dataclass
+class _Geometry:
+    """How boxes go from the annotation ``frame`` to the stored image: scaled onto ``size`` (the resized image in
+    the annotation's orientation), then turned by the EXIF ``orientation``."""
+
+    frame: tuple[float, float]
+    size: tuple[int, int]
+    orientation: int = 1
+
+
+def _geometry(raw: Raw, loaded: Loaded) -> _Geometry:
+    if loaded.orientation == 1 or raw.boxes_on == "upright":
+        return _Geometry(raw.frame or loaded.full, loaded.image.size)
+    stored_full, stored_size = loaded.stored_frame()
+    if raw.frame and tuple(raw.frame) == loaded.full != stored_full:
+        return _Geometry(raw.frame, loaded.image.size)  # declared size is the upright one: boxes are upright
+    return _Geometry(raw.frame or stored_full, stored_size, loaded.orientation)
+
+
+def _box(item: dict, geo: _Geometry, dropped: Counter, adjusted: Counter) -> list[float] | None:
+    bbox = item.get("bbox")
+    box, note = fit_box(bbox, geo.frame, geo.size) if bbox is not None else (None, "bbox_malformed")
     if box is None:
         dropped[note] += 1
-    elif note:
+        return None
+    if note:
         adjusted[note] += 1
+    if geo.orientation != 1:
+        adjusted["bbox_exif_rotated"] += 1
+        box = orient_box(box, geo.orientation, geo.size)
     return box
 
 
-def _regions(raw: Raw, frame, size, dropped: Counter, adjusted: Counter) -> list[dict]:
+def _regions(raw: Raw, geo: _Geometry, dropped: Counter, adjusted: Counter) -> list[dict]:
     out = []
     for item in raw.regions:
-        box = _box(item, frame, size, dropped, adjusted)
+        box = _box(item, geo, dropped, adjusted)
         if box is None:
             continue
         captions = _texts(item.get("captions"), dropped, "empty_caption")
@@ -112,10 +145,10 @@ def _regions(raw: Raw, frame, size, dropped: Counter, adjusted: Counter) -> list
     return out
 
 
-def _objects(raw: Raw, frame, size, dropped: Counter, adjusted: Counter) -> list[dict]:
+def _objects(raw: Raw, geo: _Geometry, dropped: Counter, adjusted: Counter) -> list[dict]:
     out = []
     for item in raw.objects:
-        box = _box(item, frame, size, dropped, adjusted)
+        box = _box(item, geo, dropped, adjusted)
         if box is None:
             continue
         label = normalise_text(item.get("label"))
@@ -142,15 +175,15 @@ def build(raw: Raw, source: str, max_side: int, quality: int) -> Built | Skipped
     except ImageSkip as skip:
         return Skipped(raw.key, skip.reason)
     dropped, adjusted = Counter(), Counter()
-    if loaded.rotated:
+    if loaded.orientation != 1:
         adjusted["exif_rotated"] += 1
-    size = loaded.image.size
-    frame = raw.frame or loaded.full
+    geo = _geometry(raw, loaded)
     captions = _texts(raw.captions, dropped, "empty_caption")
-    regions = _regions(raw, frame, size, dropped, adjusted)
-    objects = _objects(raw, frame, size, dropped, adjusted)
+    regions = _regions(raw, geo, dropped, adjusted)
+    objects = _objects(raw, geo, dropped, adjusted)
     if not (captions or regions or objects):
         return Skipped(raw.key, skip_reason(dropped), dropped)
+    size = loaded.image.size
     record = {"image_id": raw.image_id, "source": source, "width": size[0], "height": size[1],
               "captions": captions, "regions": regions, "objects": objects}
     return Built(raw.key, encode_jpeg(loaded.image, quality), record, dropped, adjusted)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -27,8 +28,11 @@ def resize_rel_pos_table(table: torch.Tensor, window_size: int | Sequence[int],
     wh, ww = (window_size, window_size) if isinstance(window_size, int) else tuple(window_size)
     old = (old_window_size,) * 2 if isinstance(old_window_size, int) else old_window_size
     new_shape = ((2 * wh - 1) * (2 * ww - 1), table.shape[-1])
-    return resize_rel_pos_bias_table(table, new_window_size=(wh, ww), new_bias_shape=new_shape,
-                                     old_window_size=tuple(old) if old is not None else None)
+    with warnings.catch_warnings():  # timm's grid interpolator trips two harmless torch performance/style warnings
+        warnings.filterwarnings("ignore", message=r"torch\.searchsorted\(\): input value tensor is non-contiguous")
+        warnings.filterwarnings("ignore", message=r"Using a non-tuple sequence for multidimensional indexing")
+        return resize_rel_pos_bias_table(table, new_window_size=(wh, ww), new_bias_shape=new_shape,
+                                         old_window_size=tuple(old) if old is not None else None)
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid_size: Sequence[int], num_prefix_tokens: int = 1) -> torch.Tensor:

@@ -176,14 +176,15 @@ def check_reader_count(sources: Sequence[SourceSpec], world_size: int, num_worke
 
     Partitioned sources give every reader (one per rank and data worker) its own disjoint share of the shards; a
     reader with no shard could not honour the source weights, so this is an error, not a warning. Resampled
-    sources draw shards with replacement and accept any count; unpacked folders are split by sample.
+    sources draw shards with replacement and accept any count; unpacked folders are always split by sample.
     """
     readers = max(1, world_size) * max(1, num_workers)
     for s in sources:
         resampled = default_resampled if s.resampled is None else s.resampled
-        if s.folder is None and not resampled and len(s.urls) < readers:
+        if (s.folder is not None or not resampled) and s.units < readers:
+            unit = "sample(s)" if s.folder is not None else "shard(s)"
             raise ValueError(
-                f"source '{s.name}' has {len(s.urls)} shard(s) but {world_size} rank(s) x {max(1, num_workers)} "
+                f"source '{s.name}' has {s.units} {unit} but {world_size} rank(s) x {max(1, num_workers)} "
                 f"worker(s) = {readers} readers each need at least one: re-shard it into >= {readers} shards, "
                 f"lower num_workers, or set resampled: true for this source"
             )

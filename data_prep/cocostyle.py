@@ -1,0 +1,99 @@
+"""Streaming reader of COCO-style annotation files (COCO captions/instances, Objects365), grouped by image.
+
+A COCO-style file is one object ``{"images": [...], "annotations": [...], "categories": [...], ...}``. The
+``images`` and ``annotations`` arrays are streamed (see :mod:`data_prep.jsonstream`) and only what the shards need
+is kept: per image its declared size and file names, its captions, and its boxes packed in a float array
+(``x, y, w, h, category_id`` per box), so a multi-gigabyte file never sits in memory as Python objects.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_prep.jsonstream import iter_object
+
+BOX_FIELDS = 5  # x, y, w, h, category id
+
+
+@dataclass
+class ImageInfo:
+    width: int
+    height: int
+    file_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CocoStyle:
+    """What the converters need from one or more COCO-style files, keyed by image id."""
+
+    images: dict[int, ImageInfo] = field(default_factory=dict)
+    categories: dict[int, str] = field(default_factory=dict)
+    captions: dict[int, list[str]] = field(default_factory=dict)
+    boxes: dict[int, array] = field(default_factory=dict)
+    bad_annotations: int = 0
+
+    def objects(self, image_id: int) -> list[dict]:
+        """The image's boxes as ``{"bbox", "label"}`` (label from the categories; unknown ids give "")."""
+        flat = self.boxes.get(image_id, ())
+        return [{"bbox": list(flat[i:i + 4]), "label": self.categories.get(int(flat[i + 4]), "")}
+                for i in range(0, len(flat), BOX_FIELDS)]
+
+
+def _add_image(data: CocoStyle, entry: dict) -> None:
+    info = data.images.get(entry["id"])
+    if info is None:
+        info = data.images[entry["id"]] = ImageInfo(int(entry.get("width") or 0), int(entry.get("height") or 0))
+    name = entry.get("file_name")
+    if name and name not in info.file_names:
+        info.file_names.append(name)
+
+
+def _add_annotation(data: CocoStyle, ann: dict) -> None:
+    image_id = ann.get("image_id")
+    if image_id is None:
+        data.bad_annotations += 1
+        return
+    if "caption" in ann:
+        data.captions.setdefault(image_id, []).append(ann["caption"])
+        return
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or "category_id" not in ann:
+        data.bad_annotations += 1
+        return
+    try:
+        data.boxes.setdefault(image_id, array("d")).extend([*map(float, bbox), float(ann["category_id"])])
+    except (TypeError, ValueError):
+        data.bad_annotations += 1
+
+
+def read_coco_style(paths: list[str | os.PathLike], data: CocoStyle | None = None) -> CocoStyle:
+    """Read (and merge) COCO-style files: images, categories, captions and boxes."""
+    data = data or CocoStyle()
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"annotation file not found: {path}")
+        for key, value in iter_object(path, stream={"images", "annotations"}):
+            if key == "images":
+                for entry in value:
+                    _add_image(data, entry)
+            elif key == "annotations":
+                for ann in value:
+                    _add_annotation(data, ann)
+            elif key == "categories":
+                data.categories.update({c["id"]: c["name"] for c in value})
+    return data
+
+
+def image_candidates(root: Path, names: list[str], subdirs: tuple[str, ...]) -> Iterator[str]:
+    """Paths where an image may lie: ``root/name``, ``root/<subdir>/name`` and ``root/<basename>``."""
+    seen = set()
+    for name in names:
+        for path in (root / name, *(root / d / name for d in subdirs), root / Path(name).name,
+                     *(root / d / Path(name).name for d in subdirs)):
+            if str(path) not in seen:
+                seen.add(str(path))
+                yield str(path)

@@ -1,0 +1,95 @@
+"""``python -m xvlm_lit.bench [--out bench_report.json]``: training-step speed and memory, as a JSON report.
+
+Measures a full pre-training step (image-text + region batch, all four losses, backward, AdamW) of the tiny
+model on CPU and, when a GPU is present, of the base model in bf16. Targets are checked here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from xvlm_lit.config import CONF_DIR
+from xvlm_lit.tasks.pretrain import PretrainModule
+from xvlm_lit.testing import random_batch
+
+TARGETS = {"tiny_cpu_step_s_batch16": 1.0}
+
+
+def build(model_name: str, plugins=("itc", "itm", "mlm", "bbox")) -> PretrainModule:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={model_name}", "~experiment"])
+    OmegaConf.resolve(OmegaConf.create({"model": cfg.model}))
+    model = instantiate(cfg.model)
+    losses = {n: instantiate(cfg.loss[n]) for n in plugins}
+    return PretrainModule(model, losses, partial(torch.optim.AdamW, lr=1e-4, foreach=True))
+
+
+def time_steps(module: PretrainModule, batch_size: int, device: str, steps: int, precision: str | None) -> dict:
+    module.to(device).train()
+    opt = module.optimizer_factory(module.model.parameters())
+    L = 30
+    batches = [{"itc": random_batch(module.model, batch_size, 1, L, 6, seed=s, regions=False),
+                "region": random_batch(module.model, batch_size // 4, 4, L, 6, seed=s + 1)} for s in range(2)]
+    batches = [{k: _to(v, device) for k, v in b.items()} for b in batches]
+    times = []
+    for i in range(steps + 2):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            total, _ = module.compute_losses(batches[i % 2])
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:  # warm-up steps excluded
+            times.append(time.perf_counter() - t0)
+    out = {"median_step_s": statistics.median(times), "min_step_s": min(times),
+           "samples_per_s": 2 * batch_size / statistics.median(times)}
+    if device == "cuda":
+        out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def _to(batch, device):
+    from dataclasses import fields, replace
+
+    return replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in fields(batch)
+                             if getattr(batch, f.name) is not None})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="bench_report.json")
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    report = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "machine": platform.processor()}
+    report["tiny_cpu_batch16"] = time_steps(build("xvlm_tiny"), 16, "cpu", args.steps, None)
+    report["tiny_cpu_batch16"]["target_step_s"] = TARGETS["tiny_cpu_step_s_batch16"]
+    report["tiny_cpu_batch16"]["meets_target"] = (report["tiny_cpu_batch16"]["median_step_s"]
+                                                  < TARGETS["tiny_cpu_step_s_batch16"])
+    if torch.cuda.is_available():
+        report["gpu"] = torch.cuda.get_device_name()
+        report["base_cuda_bf16_batch64"] = time_steps(build("xvlm_base"), 64, "cuda", args.steps, "bf16")
+    report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

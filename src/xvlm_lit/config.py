@@ -1,0 +1,38 @@
+"""Where the Hydra configs live, and checks that give clear errors for a wrong key or value."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+
+def _find_conf() -> Path:
+    env = os.environ.get("XVLM_CONF")
+    if env:
+        return Path(env).resolve()
+    repo = Path(__file__).resolve().parents[2] / "conf"  # src/xvlm_lit/config.py -> <repo>/conf
+    if repo.is_dir():
+        return repo
+    raise FileNotFoundError("cannot find the conf/ directory: run from a checkout installed with `pip install -e .` "
+                            "or set XVLM_CONF=/path/to/xvlm-lit/conf")
+
+
+CONF_DIR = _find_conf()
+
+REQUIRED = ("model", "loss", "data", "task", "trainer")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail early, naming the key, when a required group is missing or a loss entry is malformed."""
+    for key in REQUIRED:
+        if cfg.get(key) is None:
+            raise ValueError(f"config key '{key}' is missing: select one, e.g. `{key}=...` (see conf/{key}/)")
+    if not cfg.loss:
+        raise ValueError("config 'loss' is empty: select at least one loss, e.g. loss=[itc,itm,mlm,bbox]")
+    for name, node in cfg.loss.items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ValueError(f"loss.{name} has no _target_: use a file of conf/loss/ (itc, itm, mlm, bbox)")
+        if float(node.get("weight", 1.0)) < 0:
+            raise ValueError(f"loss.{name}.weight must be >= 0, got {node.weight}")

@@ -1,0 +1,64 @@
+"""``python -m xvlm_lit.train [experiment=...] [overrides]``: compose, instantiate, fit, evaluate."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from xvlm_lit.config import CONF_DIR, check_config
+
+log = logging.getLogger("xvlm_lit.train")
+
+
+def build(cfg: DictConfig):
+    """(module, datamodule) from a composed config."""
+    model = instantiate(cfg.model)
+    if cfg.get("init_from"):
+        from xvlm_lit.checkpoints import init_from
+
+        init_from(model, cfg.init_from)
+    losses = {name: instantiate(node) for name, node in cfg.loss.items()}
+    module = instantiate(cfg.task, model=model, losses=losses)
+    return module, instantiate(cfg.data)
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train (and evaluate when ``cfg.eval`` is set); returns the final metrics."""
+    check_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("prepare"):
+        instantiate(cfg.prepare)
+    module, datamodule = build(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("eval") and trainer.is_global_zero:
+        from xvlm_lit.evaluation.run import run_zero_shot
+
+        metrics |= run_zero_shot(module.model, cfg, trainer)
+    out = Path(cfg.paths.output_dir)
+    if trainer.is_global_zero:
+        log.info("outputs in %s", out.resolve())
+        print(f"run directory: {out.resolve()}")
+    return metrics
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run(cfg)
+    return metrics.get(OmegaConf.select(cfg, "optimized_metric") or "train/loss")
+
+
+if __name__ == "__main__":
+    main()

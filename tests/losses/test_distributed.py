@@ -20,7 +20,8 @@ def single_process(plugins, exact=True):
 
 
 def assert_grads_equal(a, b, rtol=1e-5):
-    """Every gradient equal up to float error: ``|a - b| <= rtol * |b|`` (norm-wise per tensor; 1e-8 absolute for gradients that are analytically 0)."""
+    """Every gradient equal up to float error: ``|a - b| <= rtol * |b|`` per tensor (norm-wise), plus 1e-8
+    absolute for gradients that are analytically 0 (e.g. attention key biases)."""
     assert a.keys() == b.keys()
     for name in a:
         err = (a[name] - b[name]).norm()

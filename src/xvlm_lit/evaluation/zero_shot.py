@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from torchvision.ops import box_convert
 
 from xvlm_lit.evaluation.grounding import accuracy_at_iou, best_constant_box, predict_boxes

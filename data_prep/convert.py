@@ -4,9 +4,12 @@ A converter hands :func:`run` its records in a deterministic order (an iterable,
 picklable function turning one record into a :class:`~data_prep.samples.Raw` (or a ``Skipped``). Shard ``k``
 holds records ``[k*S, (k+1)*S)``, whatever ``--workers`` is, so the output is byte-identical for identical inputs.
 Each shard is built by one worker: written to ``.NAME.tmp``, its manifest part to ``parts/NAME.json``, then the
-tar is renamed into place (a shard whose records were all skipped is an empty tar, so numbering has no gaps). A re-run skips every shard whose tar and part exist (made with the same settings), so
-a killed conversion resumes where it stopped. ``manifest.json`` is merged from the parts once all shards are done;
-its presence marks a finished conversion.
+tar is renamed into place (a shard whose records were all skipped is an empty tar, so numbering has no gaps).
+A re-run skips every shard whose tar and part exist (made with the same settings), so a killed conversion resumes
+where it stopped. ``manifest.json`` is merged from the parts once all shards are done; its presence marks a
+finished conversion. Its ``skipped`` counts samples not written by reason, ``dropped`` the captions/boxes removed
+from samples (see :mod:`data_prep.samples`), ``adjusted`` what was changed in place, ``records`` the records
+sharded (after the exclusions a converter makes up front, which are counted in ``skipped`` too).
 
 Set ``DATA_PREP_FAIL_AFTER_SHARDS=N`` to make the runner stop with an error after writing N shards (used by the
 tests to simulate a conversion killed half-way).

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 CHUNK = 1 << 16
 _WHITESPACE = " \t\n\r"
+_NUMBER = frozenset("0123456789+-.eE")
 
 
 class JsonStreamError(ValueError):
@@ -73,10 +74,15 @@ class _Reader:
                 if not self._fill(len(self.buf)):
                     raise self.error(f"invalid JSON ({err.msg})") from None
                 continue
-            if end == len(self.buf) and not self.eof and self._fill(self.chunk):
-                continue  # a number at the end of the buffer may continue in the next chunk
+            if self._may_continue(value, end) and self._fill(self.chunk):
+                continue  # a number that reaches the end of the buffer may go on in the next chunk
             self.pos = end
             return value
+
+    def _may_continue(self, value: Any, end: int) -> bool:
+        if self.eof or not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        return all(c in _NUMBER for c in self.buf[end:end + 32])
 
     def array(self) -> Iterator[Any]:
         """Yield the elements of the array starting here."""

@@ -10,6 +10,9 @@ is counted in ``dropped`` by reason, so nothing disappears silently:
 - ``bbox_malformed`` / ``bbox_empty`` / ``bbox_outside_image``: see :func:`data_prep.images.fit_box`.
 
 A sample left with no text at all is skipped (``Skipped``) under its most frequent drop reason, or ``no_text``.
+A sample whose annotation file declares an image size with another aspect ratio than the file's (more than 2%
+apart, after EXIF rotation) is skipped as ``size_mismatch``: its boxes cannot be placed (a file that is merely
+resized, e.g. a downscaled copy of COCO, is fine: boxes are scaled from the declared size to the pixels).
 ``adjusted`` counts changes that keep the item: ``bbox_clipped``, ``exif_rotated`` (images), ``bbox_exif_rotated``.
 
 Texts are stored as given (whitespace collapsed): the training pipeline cleans them with its own ``max_words``.
@@ -26,6 +29,8 @@ from data_prep.shards import encode_jpeg
 from xvlm_lit.data.text import clean_caption
 
 NO_LIMIT = 1 << 30  # max_words for the emptiness check: keep every word
+NORMALISED = (1.0, 1.0)  # the frame of boxes given as fractions of the image size
+MAX_ASPECT_ERROR = 0.02  # a declared image size whose aspect ratio differs more from the file's is not this image
 
 
 @dataclass
@@ -117,6 +122,11 @@ def _geometry(raw: Raw, loaded: Loaded) -> _Geometry:
     return _Geometry(raw.frame or stored_full, stored_size, loaded.orientation)
 
 
+def _aspect_differs(frame: tuple[float, float], size: tuple[int, int]) -> bool:
+    declared, actual = frame[0] / frame[1], size[0] / size[1]
+    return abs(declared - actual) > MAX_ASPECT_ERROR * actual
+
+
 def _box(item: dict, geo: _Geometry, dropped: Counter, adjusted: Counter) -> list[float] | None:
     bbox = item.get("bbox")
     box, note = fit_box(bbox, geo.frame, geo.size) if bbox is not None else (None, "bbox_malformed")
@@ -178,6 +188,8 @@ def build(raw: Raw, source: str, max_side: int, quality: int) -> Built | Skipped
     if loaded.orientation != 1:
         adjusted["exif_rotated"] += 1
     geo = _geometry(raw, loaded)
+    if raw.frame and tuple(raw.frame) != NORMALISED and _aspect_differs(geo.frame, geo.size):
+        return Skipped(raw.key, "size_mismatch")
     captions = _texts(raw.captions, dropped, "empty_caption")
     regions = _regions(raw, geo, dropped, adjusted)
     objects = _objects(raw, geo, dropped, adjusted)

@@ -69,6 +69,7 @@ def test_pretrained_path_in_the_config_uses_the_same_loader(imagenet_swin, tmp_p
     check_loaded(model.vision_encoder, timm_sd, 4)
 
 
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")  # inside timm's own loader
 def test_timm_layout_safetensors_and_agreement_with_timms_loader(imagenet_swin, tmp_path):
     timm_sd, original = imagenet_swin
     write_safetensors(timm_sd, tmp_path / "model.safetensors")

@@ -125,12 +125,17 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def imported(reference, tmp_path_factory):
+def reference_file(reference, tmp_path_factory):
     path = tmp_path_factory.mktemp("ref") / "4m_base_model_state_step_199999.th"
     write_torch({"model": reference, "config": {"image_res": 224, "use_swin": True}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def imported(reference_file):
     start = time.perf_counter()
     model = instantiate(compose_model("xvlm_base")).eval()
-    report = init_from(model, path)
+    report = init_from(model, reference_file)
     report.seconds = time.perf_counter() - start
     return model, report
 
@@ -200,12 +205,11 @@ def test_base_exports_back_to_the_reference_file_bit_identically(reference, impo
         out["text_encoder.bert.embeddings.word_embeddings.weight"].data_ptr()
 
 
-@pytest.mark.parametrize(("size", "window"), [(384, 12), pytest.param(480, 15, marks=pytest.mark.slow)])
-def test_base_reference_runs_at_384_and_480(reference, tmp_path, size, window):
-    write_torch({"model": reference}, tmp_path / "ref.th")
+@pytest.mark.parametrize(("size", "window"), [(384, 12), (480, 15)])
+def test_base_reference_runs_at_384_and_480(reference_file, size, window):
     model = instantiate(compose_model("xvlm_base", [f"vision.image_size={size}",
                                                     f"vision.window_size={window}"])).eval()
-    report = init_from(model, tmp_path / "ref.th")
+    report = init_from(model, reference_file)
     rows = (2 * window - 1) ** 2
     assert len(report.resized) == 24
     assert all(new == (rows, old[1]) and old[0] == 169 for old, new in report.resized.values())

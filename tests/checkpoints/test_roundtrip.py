@@ -74,8 +74,10 @@ def test_tiny_round_trip_in_memory_is_bit_identical():
     assert not report.initialised and not report.resized
     assert set(report.unused) == {k for k in ref if k.endswith(("relative_position_index", "attn_mask",
                                                                 "position_ids"))}
-    assert report.tied == {"mlm_head.cls.predictions.decoder.weight": "text_encoder.bert.embeddings.word_embeddings.weight",
-                           "mlm_head.cls.predictions.decoder.bias": "mlm_head.cls.predictions.bias"}
+    assert report.tied == {
+        "mlm_head.cls.predictions.decoder.weight": "text_encoder.bert.embeddings.word_embeddings.weight",
+        "mlm_head.cls.predictions.decoder.bias": "mlm_head.cls.predictions.bias",
+    }
     # and back: the re-export equals the first export
     again = reference_state_dict(b)
     assert again.keys() == ref.keys() and all(torch.equal(again[k], ref[k]) for k in ref)

@@ -34,7 +34,7 @@ def coco_fixture(tmp_path, conv) -> dict:
     (train / "COCO_train2014_000000000042.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     conv.write_photo(train / "COCO_train2014_000000000049.jpg", "chelsea")
     conv.write_photo(train / "COCO_train2014_000000000061.jpg", "chelsea", EXIF_BOX, conv.CYAN, orientation=6)
-    images = [_img(9), _img(25, w=451, h=300), _img(30, "val2014", 512, 512), _img(34, "val2014", 427, 640),
+    images = [_img(9), _img(25, w=451, h=300), _img(30, "val2014", 512, 512), _img(34, "val2014", 640, 427),
               _img(36), _img(42), _img(49, w=451, h=300), _img(61, w=451, h=300)]
     caps = [(9, "A cup of coffee on a saucer."), (9, "Coffee in a white cup"), (9, "..."), (25, "A cat lying down"),
             (30, "An astronaut in a suit"), (34, "A rocket on the pad"), (36, "no image for this one"),

@@ -76,7 +76,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     src = read_source(args.file)
     sd = src.state_dict
     total = sum(v.numel() for v in sd.values())
-    print(f"{args.file}: {src.kind}, {src.layout} layout, {len(sd)} tensors, {total:,} elements")
+    print(f"{args.file}: {src.kind}, {src.layout} layout (by key names), {len(sd)} tensors, {total:,} elements")
     if src.ignored:
         print(f"other entries: {src.ignored}")
     for key, value in sd.items():

@@ -127,9 +127,10 @@ def import_state_dict(module: nn.Module, source: Mapping[str, torch.Tensor], key
                 report.mapped[key] = src
         if loaded_from is None:
             _settle_unloaded(group, keymap, report, problems)
-        else:  # members whose own source key is absent are fed through the shared tensor
+        else:  # the other members (own source absent, or KeepInit) receive the loaded value through the tie
             for key in group:
-                if key not in report.mapped and key not in report.initialised:
+                if key not in report.mapped:
+                    report.initialised.pop(key, None)
                     report.tied[key] = loaded_from[0]
 
     for src in source:

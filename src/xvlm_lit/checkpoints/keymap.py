@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 Target = str | Callable[[re.Match], str]
@@ -156,7 +157,8 @@ def _num_text_layers(model: nn.Module) -> int:
 
 
 def is_swin(backbone: nn.Module) -> bool:
-    return type(backbone).__name__.startswith("SwinTransformer") and hasattr(backbone, "layers")
+    """A timm Swin (v1), the reference's backbone; other timm models (ViT/DeiT) keep their names."""
+    return isinstance(backbone, SwinTransformer)
 
 
 def vision_rules(backbone: nn.Module, ours: str, ref: str, layout: str = "original") -> list[Rule]:

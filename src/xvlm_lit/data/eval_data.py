@@ -46,6 +46,10 @@ class RetrievalEval:
     image_ids: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
 
+    def to_dict(self) -> dict:
+        """The fields as a dict (the input of ``xvlm_lit.evaluation.zero_shot.evaluate_zero_shot``)."""
+        return dict(self.__dict__)
+
 
 @dataclass
 class GroundingEval:
@@ -71,6 +75,10 @@ class GroundingEval:
     boxes_cxcywh: torch.Tensor
     image_ids: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The fields as a dict, plus ``target_cxcywh`` (= ``boxes_cxcywh``) as ``evaluate_zero_shot`` reads it."""
+        return {**self.__dict__, "target_cxcywh": self.boxes_cxcywh}
 
 
 def _tokenizer(tokenizer: TokenizerLike) -> PreTrainedTokenizerBase:

@@ -49,11 +49,21 @@ def resampled_urls(urls: list[str], seed: int, tag: int, epoch: int, slot: int) 
 
 
 def read_tar(url: str, counter: SkipCounter) -> Iterator[Raw]:
-    """Samples of one tar in order; tar-level errors are counted (``broken_tar``) and end or skip gracefully."""
-    for raw in tarfile_samples([{"url": url}], handler=counter.handler):
+    """Samples of one tar in order; tar-level errors skip what they break and count once per shard read
+    (``broken_tar``, when the shard is finished)."""
+    errors: list[BaseException] = []
+
+    def handler(exn: BaseException) -> bool:
+        errors.append(exn)
+        return True
+
+    for raw in tarfile_samples([{"url": url}], handler=handler):
         raw.pop("__url__", None)
         raw.pop("__local_path__", None)
         yield raw
+    if errors:
+        counter.skip("broken_tar", f"{url}: {len(errors)} tar error(s), first {type(errors[0]).__name__}: "
+                                   f"{errors[0]}")
 
 
 def read_folder_sample(spec: SourceSpec, index: int, counter: SkipCounter) -> Iterator[Raw]:

@@ -12,7 +12,9 @@ element ``stable_id(image_id|box)``, so texts of one box are positives of each o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ from xvlm_lit.data.text import swap_left_right
 from xvlm_lit.data.transforms import ImageTextTransform, RegionAnnotation, RegionTransform
 
 Box = tuple[float, float, float, float]
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,6 +67,16 @@ class RegionItem:
     image_id: str
 
 
+@dataclass
+class _Opened:
+    """A parsed, decoded sample: record, cleaned captions, usable region elements, RGB image."""
+
+    record: Record
+    captions: list[str]
+    elements: list[RegionElement]
+    image: Image.Image
+
+
 class SampleMaker:
     """Turns raw samples into items, counting every skipped sample or text in ``counter``.
 
@@ -80,69 +93,79 @@ class SampleMaker:
         self.region_transform = RegionTransform(image_size, train=train)
 
     # ------------------------------------------------------------------------------------------- shared steps
-    def _open(self, raw: dict, spec: SourceSpec, need_regions: bool, rng: np.random.Generator | None):
-        """(record, cleaned captions, region elements, image) or None when the sample is skipped."""
+    def _open(self, raw: dict, spec: SourceSpec, rng: np.random.Generator | None, want_itc: bool,
+              want_region: bool) -> _Opened | None:
+        """Parse, clean and decode once; None when the sample is skipped (counted once, whatever is wanted)."""
         where = f"{spec.name}/{raw.get('__key__', '?')}"
         record = parse_record(raw, spec, self.counter)
         if record is None:
             return None
         captions = clean_texts(record.captions, self.max_words, where, self.counter)
-        if not need_regions and not captions:
-            if not record.captions:
-                self.counter.skip("no_caption", where)
+        if want_itc and not record.captions:
+            self.counter.skip("no_caption", where)
+        if not want_region and not captions:
             return None
         img = decode_image(raw, where, self.counter)
         if img is None or not check_size(record, img, where, self.counter):
             return None
-        elements = self._elements(record, img, where, rng) if need_regions else []
-        if need_regions and not elements:
-            self.counter.skip("no_region_text", where)
-            return None
-        return record, captions, elements, img
+        elements = []
+        if want_region:
+            elements = region_elements(record, img.size, self.max_words, where, self.counter, rng=rng)
+            if not elements:
+                self.counter.skip("no_region_text", where)
+        return _Opened(record, captions, elements, img)
 
-    def _elements(self, record: Record, img: Image.Image, where: str, rng: np.random.Generator | None):
-        return region_elements(record, img.size, self.max_words, where, self.counter, rng=rng)
-
-    def _guard(self, fn, raw: dict, spec: SourceSpec, *args):
-        """Run ``fn``; any unexpected exception skips the sample as ``sample_error`` (logged with traceback)."""
+    def _guard(self, raw: dict, spec: SourceSpec, fn: Callable[[], T]) -> T | None:
+        """Run ``fn()``; any unexpected exception skips the sample as ``sample_error`` (logged with traceback)."""
         try:
-            return fn(raw, spec, *args)
+            return fn()
         except Exception as exn:  # never crash a run on one sample; the traceback is logged
             self.counter.skip("sample_error", f"{spec.name}/{raw.get('__key__', '?')}: {exn!r}", exc_info=True)
             return None
 
-    # ------------------------------------------------------------------------------------------- image-text
+    def _choice(self, items: list[str], rng: np.random.Generator | None) -> str:
+        return items[int(rng.integers(len(items)))] if self.train else items[0]
+
+    # ------------------------------------------------------------------------------------------- items
     def itc(self, raw: dict, spec: SourceSpec, rng: np.random.Generator | None = None) -> ItcItem | None:
         """An image-text item or None (counted)."""
-        return self._guard(self._itc, raw, spec, rng)
+        opened = self._guard(raw, spec, lambda: self._open(raw, spec, rng, True, False))
+        return None if opened is None else self._guard(raw, spec, lambda: self._itc_item(opened, rng))
 
-    def _itc(self, raw: dict, spec: SourceSpec, rng: np.random.Generator | None) -> ItcItem | None:
-        opened = self._open(raw, spec, need_regions=False, rng=rng)
-        if opened is None:
-            return None
-        record, captions, _, img = opened
-        caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
-        image, texts, _ = self.itc_transform(img, [caption], rng)
-        return ItcItem(image, texts[0], stable_id(record.image_id), record.image_id)
-
-    # ------------------------------------------------------------------------------------------- regions
     def region(self, raw: dict, spec: SourceSpec, rng: np.random.Generator | None = None,
                max_regions: int = 5) -> RegionItem | None:
         """A region item or None (counted)."""
-        return self._guard(self._region, raw, spec, rng, max_regions)
-
-    def _region(self, raw: dict, spec: SourceSpec, rng: np.random.Generator | None,
-                max_regions: int) -> RegionItem | None:
-        opened = self._open(raw, spec, need_regions=True, rng=rng)
+        opened = self._guard(raw, spec, lambda: self._open(raw, spec, rng, False, True))
         if opened is None:
             return None
-        record, captions, elements, img = opened
+        return self._guard(raw, spec, lambda: self._region_item(opened, rng, max_regions))
+
+    def pair(self, raw: dict, spec: SourceSpec, want_itc: bool, want_region: bool,
+             max_regions: int = 5) -> tuple[ItcItem | None, RegionItem | None]:
+        """Both items of one sample in eval mode, parsed and decoded once (each problem counted once)."""
+        opened = self._guard(raw, spec, lambda: self._open(raw, spec, None, want_itc, want_region))
+        if opened is None:
+            return None, None
+        itc = self._guard(raw, spec, lambda: self._itc_item(opened, None)) if want_itc else None
+        region = self._guard(raw, spec, lambda: self._region_item(opened, None, max_regions)) if want_region else None
+        return itc, region
+
+    def _itc_item(self, opened: _Opened, rng: np.random.Generator | None) -> ItcItem | None:
+        if not opened.captions:
+            return None
+        image, texts, _ = self.itc_transform(opened.image, [self._choice(opened.captions, rng)], rng)
+        return ItcItem(image, texts[0], stable_id(opened.record.image_id), opened.record.image_id)
+
+    def _region_item(self, opened: _Opened, rng: np.random.Generator | None, max_regions: int) -> RegionItem | None:
+        record, captions, elements = opened.record, opened.captions, opened.elements
+        if not elements:
+            return None
         chosen = int(rng.integers(len(elements))) if self.train else 0
         anns = [RegionAnnotation(e.box, [e.text]) for e in elements]
-        image, kept, flipped = self.region_transform(img, anns, chosen, rng)
+        image, kept, flipped = self.region_transform(opened.image, anns, chosen, rng)
         texts: list[RegionText] = []
         if captions:
-            caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
+            caption = self._choice(captions, rng)
             texts.append(RegionText(swap_left_right(caption) if flipped else caption, None,
                                     stable_id(record.image_id)))
         texts += self._region_texts(kept, elements, chosen, rng)

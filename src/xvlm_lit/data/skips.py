@@ -6,7 +6,8 @@ step batch carries the counts of its own skips (``step["skipped"] = {reason: n}`
 the main process (see ``PretrainDataModule.skip_counts``).
 
 Reason codes (sample = a whole image is dropped; text = one caption / region text is dropped):
-  - ``broken_tar`` (sample or shard): the tar layer failed (truncated archive, unreadable member, duplicate name).
+  - ``broken_tar`` (shard): the tar layer failed (truncated archive, unreadable member, duplicate member name);
+    counted once per shard read; the samples it could not deliver are lost, the others are used.
   - ``missing_image`` (sample): no jpg/jpeg/png/webp member.
   - ``corrupt_image`` (sample): PIL could not decode the image.
   - ``bad_json`` (sample): the json member is missing (shards), not valid json, or not an object.
@@ -72,7 +73,7 @@ class SkipCounter:
                         exc_info=exc_info)
 
     def handler(self, exn: BaseException) -> bool:
-        """A webdataset exception handler: count under ``broken_tar``, log, and continue."""
+        """A webdataset exception handler: count every exception under ``broken_tar``, log, and continue."""
         self.skip("broken_tar", f"{type(exn).__name__}: {exn}")
         return True
 

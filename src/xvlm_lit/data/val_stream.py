@@ -118,26 +118,25 @@ class ValStream(IterableDataset):
     def _build(self, slots: list[Slot] | None, maker: SampleMaker, encoder: TextEncoder,
                counter: SkipCounter) -> dict[str, Any]:
         cfg = self.settings
-        slots = slots or [None] * cfg.batch_size
-        items = [maker.itc(s[1], s[0]) if s is not None and "itc" in s[0].streams else None for s in slots]
+        pairs = [maker.pair(s[1], s[0], "itc" in s[0].streams, self.with_region and "region" in s[0].streams,
+                            cfg.max_regions) if s is not None else (None, None)
+                 for s in (slots or [None] * cfg.batch_size)]
+        items = [p[0] for p in pairs]
         rng_ids = [it.idx if it is not None else -1 - k for k, it in enumerate(items)]
         itc = collate_itc(items, encoder, text_rngs(cfg.seed, rng_ids), cfg.image_size)
-        region = self._region(slots, maker, encoder) if self.with_region else None
+        region = self._region([p[1] for p in pairs if p[1] is not None], encoder) if self.with_region else None
         return {"itc": itc, "region": region, "skipped": counter.drain()}
 
-    def _region(self, slots: list[Slot], maker: SampleMaker, encoder: TextEncoder):
+    def _region(self, candidates: list[RegionItem], encoder: TextEncoder):
+        """The first region items up to ``region_images`` images / ``region_batch_size`` texts, padded."""
         cfg = self.settings
         items: list[RegionItem] = []
         n_texts = 0
-        for s in slots:
-            if s is None or "region" not in s[0].streams:
-                continue
+        for item in candidates:
             if len(items) >= cfg.region_images or n_texts >= cfg.region_batch_size:
                 break
-            item = maker.region(s[1], s[0], None, cfg.max_regions)
-            if item is not None and item.texts:
-                items.append(item)
-                n_texts += len(item.texts)
+            items.append(item)
+            n_texts += len(item.texts)
         ids = [t.idx for it in items for t in it.texts][: cfg.region_batch_size]
         ids += [-1 - k for k in range(cfg.region_batch_size - len(ids))]
         return collate_region(items, cfg.region_batch_size, encoder, text_rngs(cfg.seed + 1, ids), cfg.image_size,

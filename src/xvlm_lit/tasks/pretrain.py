@@ -70,8 +70,9 @@ class PretrainModule(L.LightningModule):
     def training_step(self, batch: StepBatch, batch_idx: int) -> torch.Tensor:
         total, logs = self.compute_losses(batch)
         size = batch_size_of(batch)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=size, prog_bar=False)
-        self.log("train/loss", logs["loss"], batch_size=size, prog_bar=True)
+        loss = logs.pop("loss")
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=size)
+        self.log("train/loss", loss, batch_size=size, prog_bar=True)
         return total
 
     def validation_step(self, batch: StepBatch, batch_idx: int) -> None:

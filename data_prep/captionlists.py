@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +53,7 @@ def _looks_like_image(value: str) -> bool:
 
 
 def _delimited(path: Path, path_col: str | None, caption_col: str | None) -> Iterator[Row]:
-    csv.field_size_limit(sys.maxsize)
+    csv.field_size_limit(2**31 - 1)  # captions can be long; the default limit is 128 KiB
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
     with open(path, newline="", encoding="utf-8") as fp:
         reader = csv.reader(fp, delimiter=delimiter)

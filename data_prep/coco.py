@@ -14,6 +14,7 @@ from the Karpathy file's raw sentences. Records are sorted by COCO image id.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +48,19 @@ def eval_image_ids(path: str | Path) -> set[int]:
     return {i for i, e in read_karpathy(path, with_captions=False).items() if e["split"] in EVAL_SPLITS}
 
 
-def _records(data: CocoStyle, karpathy: dict[int, dict], root: Path, include_eval: bool,
-             skipped: convert.Tally) -> list[Raw]:
-    ids = sorted(set(data.captions) | set(data.boxes) | (set(karpathy) if not data.captions else set()))
-    records = []
+def _records(data: CocoStyle, karpathy: dict[int, dict], root: Path, ids: list[int]) -> Iterator[Raw]:
+    """Raw records of ``ids``, built lazily."""
     for image_id in ids:
         key = f"{image_id:012d}"
         kp = karpathy.get(image_id, {})
-        if not include_eval and kp.get("split") in EVAL_SPLITS:
-            skipped.add("karpathy_eval", key)
-            continue
         info = data.images.get(image_id)
         names = ([*info.file_names] if info else []) + ([kp["file"]] if kp.get("file") else [])
         if not names:
             names = [f"COCO_train2014_{key}.jpg", f"COCO_val2014_{key}.jpg", f"{key}.jpg"]
         frame = (info.width, info.height) if info and info.width and info.height else None
         captions = data.captions.get(image_id) or kp.get("captions", [])
-        records.append(Raw(key=key, image_id=f"{SOURCE}/{image_id}", image=tuple(image_candidates(root, names,
-                           SUBDIRS)), captions=list(captions), objects=data.objects(image_id), frame=frame))
-    return records
+        yield Raw(key=key, image_id=f"{SOURCE}/{image_id}", image=tuple(image_candidates(root, names, SUBDIRS)),
+                  captions=list(captions), objects=data.objects(image_id), frame=frame)
 
 
 def convert_coco(images: str | Path, out: str | Path, captions: list[str] = (), instances: list[str] = (),
@@ -84,8 +79,14 @@ def convert_coco(images: str | Path, out: str | Path, captions: list[str] = (), 
     skipped, dropped = convert.Tally(), convert.Tally()
     if data.bad_annotations:
         dropped.add("bad_annotation", "annotation files", data.bad_annotations)
-    records = _records(data, split, Path(images), include_karpathy_eval, skipped)
-    return convert.run(records, convert.identity, opts, total=len(records), pre_skipped=skipped, pre_dropped=dropped)
+    ids = []
+    for image_id in sorted(set(data.captions) | set(data.boxes) | (set(split) if not captions else set())):
+        if not include_karpathy_eval and split.get(image_id, {}).get("split") in EVAL_SPLITS:
+            skipped.add("karpathy_eval", f"{image_id:012d}")
+        else:
+            ids.append(image_id)
+    records = _records(data, split, Path(images), ids)
+    return convert.run(records, convert.identity, opts, total=len(ids), pre_skipped=skipped, pre_dropped=dropped)
 
 
 def build_parser() -> argparse.ArgumentParser:

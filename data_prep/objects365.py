@@ -12,6 +12,7 @@ box are counted as ``no_annotations``. Records are sorted by image id.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 from data_prep import convert
@@ -28,19 +29,24 @@ def convert_objects365(annotations: list[str], images: str | Path, out: str | Pa
     data = read_coco_style(annotations)
     opts = convert.Options(out=Path(out), source=source, args={"annotations": [Path(p).name for p in annotations]},
                            **kw)
-    skipped, dropped, root, records = convert.Tally(), convert.Tally(), Path(images), []
+    skipped, dropped, root = convert.Tally(), convert.Tally(), Path(images)
     if data.bad_annotations:
         dropped.add("bad_annotation", "annotation files", data.bad_annotations)
-    for image_id in sorted(set(data.images) | set(data.boxes)):
-        key, info = str(image_id), data.images.get(image_id)
-        if image_id not in data.boxes:
-            skipped.add("no_annotations", key)
-            continue
-        names = info.file_names if info and info.file_names else [f"{image_id}.jpg"]
-        frame = (info.width, info.height) if info and info.width and info.height else None
-        records.append(Raw(key=key, image_id=f"{source}/{image_id}", image=tuple(image_candidates(root, names,
-                           SUBDIRS)), objects=data.objects(image_id), frame=frame))
-    return convert.run(records, convert.identity, opts, total=len(records), pre_skipped=skipped, pre_dropped=dropped)
+    ids = sorted(set(data.images) | set(data.boxes))
+
+    def records() -> Iterator[Raw]:  # built lazily: a million images' object dicts would not fit comfortably
+        for image_id in ids:
+            key, info = str(image_id), data.images.get(image_id)
+            if image_id not in data.boxes:
+                skipped.add("no_annotations", key)
+                continue
+            names = info.file_names if info and info.file_names else [f"{image_id}.jpg"]
+            frame = (info.width, info.height) if info and info.width and info.height else None
+            yield Raw(key=key, image_id=f"{source}/{image_id}", image=tuple(image_candidates(root, names, SUBDIRS)),
+                      objects=data.objects(image_id), frame=frame)
+
+    return convert.run(records(), convert.identity, opts, total=len(data.boxes), pre_skipped=skipped,
+                       pre_dropped=dropped)
 
 
 def build_parser() -> argparse.ArgumentParser:

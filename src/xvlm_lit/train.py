@@ -37,8 +37,6 @@ def run(cfg: DictConfig) -> dict:
     """Train (and evaluate when ``cfg.eval`` is set); returns the final metrics."""
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    if cfg.get("prepare"):
-        instantiate(cfg.prepare)
     module, datamodule = build(cfg)
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

@@ -41,8 +41,10 @@ def test_itc_batch_matches_the_vlbatch_contract(make_dm, tokenizer):
     assert set(step) == {"itc", "region", "skipped"} and step["region"] is None
     b = step["itc"]
     assert b.images.shape == (8, 3, R, R) and b.images.dtype == torch.float32
+    length = b.text_ids.shape[1]  # padded to the batch's longest text, never beyond max_tokens
+    assert length <= 24 and int(b.text_mask.sum(1).max()) == length
     for name in ("text_ids", "text_mask", "masked_ids"):
-        assert getattr(b, name).shape == (8, 24) and getattr(b, name).dtype == torch.long
+        assert getattr(b, name).shape == (8, length) and getattr(b, name).dtype == torch.long
     assert b.masked_pos.shape == b.masked_labels.shape == (8, 4)
     assert b.idx.dtype == torch.long and b.valid.dtype == torch.bool and bool(b.valid.all())
     assert b.image_index is None and b.patch_mask is None and b.target_box is None

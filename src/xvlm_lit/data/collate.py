@@ -42,11 +42,15 @@ class TextEncoder:
         """Encode ``T`` texts; ``rngs`` is one generator for all or one per text.
 
         Returns:
-            ``text_ids``/``text_mask`` LongTensor [T, L]; ``masked_ids`` [T, L]; ``masked_pos``/``masked_labels``
+            ``text_ids``/``text_mask`` LongTensor [T, L] (L = the longest text, <= max_tokens);
+            ``masked_ids`` [T, L]; ``masked_pos``/``masked_labels``
             LongTensor [T, M] (padded 0 / -100).
         """
         ids = encode_captions(self.tokenizer, list(texts), self.max_tokens)
-        text_ids, text_mask = pad_ids(ids, self.max_tokens, pad_id=self.tokenizer.pad_token_id or 0)
+        # pad to the longest text of this batch, not to max_tokens: region texts are a few tokens long, and
+        # every layer's cost scales with L (lengths may differ between ranks; only features are gathered)
+        length = max((len(r) for r in ids), default=1)
+        text_ids, text_mask = pad_ids(ids, length, pad_id=self.tokenizer.pad_token_id or 0)
         per_text = isinstance(rngs, list | tuple)
         m = self.masker.max_masks
         out = {"masked_ids": text_ids.clone(), "masked_pos": torch.zeros(len(ids), m, dtype=torch.long),

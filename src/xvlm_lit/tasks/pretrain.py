@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from xvlm_lit.data.batch import VLBatch
+from xvlm_lit.data.skips import REASONS as SKIP_REASONS
 from xvlm_lit.losses.base import LossPlugin, StepCache
 from xvlm_lit.models.xvlm import XVLM
 from xvlm_lit.tasks.optim import REFERENCE_NO_DECAY, build_scheduler, param_groups
@@ -42,13 +43,14 @@ class PretrainModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.warmup_steps, self.total_steps = int(warmup_steps), total_steps
         self.new_lr_mult, self.temp_range, self.no_decay = new_lr_mult, tuple(temp_range), tuple(no_decay)
+        self._skips = torch.zeros(len(SKIP_REASONS) + 1, dtype=torch.float64)
 
     def compute_losses(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total weighted loss and every logged term (``<stream>/<key>`` and per-key sums over streams)."""
         total: torch.Tensor | None = None
         logs: dict[str, torch.Tensor] = {}
         for stream, sub in batch.items():
-            if sub is None:
+            if not isinstance(sub, VLBatch):  # None (no region batch this step) or the "skipped" counters
                 continue
             cache = StepCache(self.model, sub)
             for plugin in self.losses.values():
@@ -73,7 +75,21 @@ class PretrainModule(L.LightningModule):
         loss = logs.pop("loss")
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=size)
         self.log("train/loss", loss, batch_size=size, prog_bar=True)
+        self._count_skips(batch.get("skipped") or {})
         return total
+
+    def _count_skips(self, counts: Mapping[str, int]) -> None:
+        """Accumulate the data pipeline's skipped-sample counts; every ``log_every_n_steps`` log the run's totals
+        summed over all ranks as ``train/skipped/<reason>`` (one collective on a fixed-size vector)."""
+        for reason, n in counts.items():
+            i = SKIP_REASONS.index(reason) if reason in SKIP_REASONS else len(SKIP_REASONS)
+            self._skips[i] += n
+        every = max(1, getattr(self.trainer, "log_every_n_steps", 50))
+        if self.global_step % every == 0:
+            totals = self.trainer.strategy.reduce(self._skips.to(self.device), reduce_op="sum")
+            names = (*SKIP_REASONS, "other")
+            self.log_dict({f"train/skipped/{r}": float(v) for r, v in zip(names, totals.tolist(), strict=True)},
+                          rank_zero_only=True)
 
     def validation_step(self, batch: StepBatch, batch_idx: int) -> None:
         _, logs = self.compute_losses(batch)
@@ -92,4 +108,4 @@ class PretrainModule(L.LightningModule):
 
 def batch_size_of(batch: StepBatch) -> int:
     """Number of texts in the step (all streams)."""
-    return sum(sub.num_texts for sub in batch.values() if sub is not None)
+    return sum(sub.num_texts for sub in batch.values() if isinstance(sub, VLBatch))

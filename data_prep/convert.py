@@ -25,6 +25,8 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Any
 import webdataset as wds
 from tqdm import tqdm
 
+from data_prep.jsonstream import JsonStreamError
 from data_prep.samples import Built, Raw, Skipped, build
 from data_prep.shards import MAX_SIDE, MAX_SKIP_EXAMPLES, Manifest, encode_json, problem_code, validate_record
 
@@ -180,20 +183,26 @@ def _is_done(out: Path, source: str, index: int, signature: dict[str, Any]) -> b
 
 
 def ordered_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int) -> Iterator[Any]:
-    """``fn`` over ``tasks`` in order, in ``workers`` processes (Pool.imap semantics), but pulling at most
-    ``2 * workers`` tasks ahead of the consumer, so a streaming producer keeps its memory bounded (plain
-    ``imap`` drains the whole input into its queue)."""
+    """``fn`` over ``tasks`` in order (``Pool.imap`` semantics) in ``workers`` processes, pulling at most
+    ``2 * workers`` tasks ahead of the consumer so a streaming producer keeps its memory bounded (``imap`` drains
+    its whole input into a queue). A process pool executor rather than ``multiprocessing.Pool``: when the run
+    stops early, tasks not started are cancelled and running ones finish (their shards are complete), whereas
+    ``Pool.terminate`` can hang while a large task is still being written into a worker's pipe."""
     if workers <= 1:
         yield from map(fn, tasks)
         return
-    with multiprocessing.get_context().Pool(workers) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context()) as pool:
         pending: deque = deque()
-        for task in tasks:
-            pending.append(pool.apply_async(fn, (task,)))
-            while len(pending) >= 2 * workers or (pending and pending[0].ready()):
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        try:
+            for task in tasks:
+                pending.append(pool.submit(fn, task))
+                while len(pending) >= 2 * workers or (pending and pending[0].done()):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _prepare_out(opts: Options) -> None:
@@ -273,8 +282,8 @@ def run(items: Iterable[Any], to_raw: Callable[[Any], Raw | Skipped], opts: Opti
                 continue
             yield _ShardTask(index, chunk, to_raw, opts.out, opts.source, opts.max_side, opts.quality, signature)
 
-    with bar:
-        for part in ordered_map(write_shard, tasks(), opts.workers):
+    with bar, closing(ordered_map(write_shard, tasks(), opts.workers)) as parts:
+        for part in parts:
             bar.update(part["records"])
             written += 1
             if fail_after and written >= fail_after:
@@ -322,7 +331,7 @@ def cli(parser: argparse.ArgumentParser, convert: Callable[[argparse.Namespace],
     start = time.perf_counter()
     try:
         manifest, out = convert(a)
-    except (ConvertError, FileNotFoundError) as err:
+    except (ConvertError, FileNotFoundError, JsonStreamError) as err:
         parser.error(str(err))
     report(manifest, out, time.perf_counter() - start)
     return 0

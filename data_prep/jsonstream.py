@@ -99,7 +99,7 @@ class _Reader:
 @contextmanager
 def _reader(source: str | os.PathLike | IO[str], chunk: int):
     if isinstance(source, str | os.PathLike):
-        with open(source, encoding="utf-8") as fp:
+        with open(source, encoding="utf-8-sig") as fp:  # -sig: a byte-order mark is skipped
             yield _Reader(fp, chunk, os.fspath(source))
     else:
         yield _Reader(source, chunk, getattr(source, "name", "<stream>"))

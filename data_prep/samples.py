@@ -10,8 +10,8 @@ is counted in ``dropped`` by reason, so nothing disappears silently:
 - ``bbox_malformed`` / ``bbox_empty`` / ``bbox_outside_image``: see :func:`data_prep.images.fit_box`.
 
 A sample left with no text at all is skipped (``Skipped``) under its most frequent drop reason, or ``no_text``.
-A sample whose annotation file declares an image size with another aspect ratio than the file's (more than 2%
-apart, after EXIF rotation) is skipped as ``size_mismatch``: its boxes cannot be placed (a file that is merely
+A sample with boxes whose annotation file declares an image size with another aspect ratio than the file's (more
+than 2% apart, after EXIF rotation) is skipped as ``size_mismatch``: its boxes cannot be placed (a file that is merely
 resized, e.g. a downscaled copy of COCO, is fine: boxes are scaled from the declared size to the pixels).
 ``adjusted`` counts changes that keep the item: ``bbox_clipped``, ``exif_rotated`` (images), ``bbox_exif_rotated``.
 
@@ -188,7 +188,8 @@ def build(raw: Raw, source: str, max_side: int, quality: int) -> Built | Skipped
     if loaded.orientation != 1:
         adjusted["exif_rotated"] += 1
     geo = _geometry(raw, loaded)
-    if raw.frame and tuple(raw.frame) != NORMALISED and _aspect_differs(geo.frame, geo.size):
+    boxes = raw.regions or raw.objects
+    if boxes and raw.frame and tuple(raw.frame) != NORMALISED and _aspect_differs(geo.frame, geo.size):
         return Skipped(raw.key, "size_mismatch")
     captions = _texts(raw.captions, dropped, "empty_caption")
     regions = _regions(raw, geo, dropped, adjusted)

@@ -140,3 +140,13 @@ def test_vg_resume_after_kill_is_byte_identical(vg_fixture, tmp_path, conv, monk
     monkeypatch.delenv(convert.FAIL_ENV)
     _run(vg_fixture, tmp_path / "killed", shard_size=1, workers=2)
     assert conv.tree_bytes(tmp_path / "killed") == conv.tree_bytes(tmp_path / "whole")
+
+
+def test_vg_truncated_json_is_a_clear_cli_error(vg_fixture, tmp_path, capsys):
+    text = open(vg_fixture["regions"]).read()
+    open(vg_fixture["regions"], "w").write(text[: len(text) // 2])
+    fx = vg_fixture
+    with pytest.raises(SystemExit) as exc:
+        vg.main(["--images", str(fx["images"]), "--image-data", fx["image_data"], "--regions", fx["regions"],
+                 "--include-karpathy-eval", "--out", str(tmp_path / "o"), "--workers", "1", "--no-progress"])
+    assert exc.value.code == 2 and "regions.json" in capsys.readouterr().err

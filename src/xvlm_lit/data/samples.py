@@ -85,11 +85,13 @@ class SampleMaker:
         max_words: caption word limit (``clean_caption``).
         train: random augmentation and draws (an ``rng`` is then required); False = eval transforms, first choices.
         counter: where skips are counted.
+        crop_scale: RandomResizedCrop area range of image-text samples (the reference's 0.2-1.0).
     """
 
-    def __init__(self, image_size: int, max_words: int, train: bool, counter: SkipCounter) -> None:
+    def __init__(self, image_size: int, max_words: int, train: bool, counter: SkipCounter,
+                 crop_scale: tuple[float, float] = (0.2, 1.0)) -> None:
         self.max_words, self.train, self.counter = max_words, train, counter
-        self.itc_transform = ImageTextTransform(image_size, train=train)
+        self.itc_transform = ImageTextTransform(image_size, train=train, scale=tuple(crop_scale))
         self.region_transform = RegionTransform(image_size, train=train)
 
     # ------------------------------------------------------------------------------------------- shared steps

@@ -21,6 +21,7 @@ from xvlm_lit.data.transforms_common import (
     CLIP_MEAN,
     CLIP_STD,
     PHOTOMETRIC_OPS,
+    REFERENCE_ITC_OPS,
     AugOp,
     FlipMode,
     RngLike,
@@ -50,6 +51,7 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "PHOTOMETRIC_OPS",
+    "REFERENCE_ITC_OPS",
     "CropParams",
     "ImageTextParams",
     "ImageTextTransform",
@@ -133,7 +135,7 @@ class ImageTextTransform:
         flip_mode: FlipMode = "swap",
         num_ops: int = 2,
         magnitude: int = 7,
-        ops: Sequence[str] = ALL_OPS,
+        ops: Sequence[str] = REFERENCE_ITC_OPS,
         swap_fn: SwapFn = default_swap,
     ) -> None:
         self.image_size, self.train, self.scale, self.ratio = image_size, train, scale, ratio

@@ -26,17 +26,14 @@ FlipMode = Literal["swap", "avoid"]
 
 #: The full torchvision RandAugment op set (geometric and photometric).
 ALL_OPS: tuple[str, ...] = tuple(v2.RandAugment._AUGMENTATION_SPACE)
-#: Photometric-only ops: safe when boxes must stay valid.
-PHOTOMETRIC_OPS: tuple[str, ...] = (
-    "Brightness",
-    "Contrast",
-    "Color",
-    "Sharpness",
-    "Posterize",
-    "Solarize",
-    "AutoContrast",
-    "Equalize",
-)
+#: The reference's image-text RandAugment ops (ALBEF/X-VLM): no op that changes hue (Color, Solarize, Posterize),
+#: since captions name colours.
+REFERENCE_ITC_OPS: tuple[str, ...] = ("Identity", "AutoContrast", "Equalize", "Brightness", "Sharpness",
+                                      "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+#: The reference's region RandAugment ops: photometric only (boxes stay valid), hue kept.
+PHOTOMETRIC_OPS: tuple[str, ...] = ("Identity", "AutoContrast", "Equalize", "Brightness", "Sharpness")
+#: The reference's magnitude M is on a 0..10 scale: 11 bins make ``magnitude=7`` mean 70% of each op's range.
+REFERENCE_MAGNITUDE_BINS = 11
 
 # ----------------------------------------------------------------------------------------------- rng helpers
 
@@ -107,7 +104,8 @@ class SeededRandAugment(v2.RandAugment):
     """
 
     def __init__(
-        self, num_ops: int = 2, magnitude: int = 7, ops: Sequence[str] = ALL_OPS, num_magnitude_bins: int = 31
+        self, num_ops: int = 2, magnitude: int = 7, ops: Sequence[str] = REFERENCE_ITC_OPS,
+        num_magnitude_bins: int = REFERENCE_MAGNITUDE_BINS
     ) -> None:
         super().__init__(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=num_magnitude_bins)
         unknown = set(ops) - set(ALL_OPS)

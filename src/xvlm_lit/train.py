@@ -41,6 +41,7 @@ def run(cfg: DictConfig) -> dict:
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["global_step"] = float(trainer.global_step)
     if cfg.get("eval") and trainer.is_global_zero:
         from xvlm_lit.evaluation.run import run_zero_shot
 

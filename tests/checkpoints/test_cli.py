@@ -19,7 +19,7 @@ from ..conftest import compose_model
 def trained(tmp_path_factory):
     """A tiny model and a Lightning-style checkpoint of it."""
     torch.manual_seed(0)
-    model = instantiate(compose_model("xvlm_tiny", ["bert_path=null"])).eval()
+    model = instantiate(compose_model("xvlm_tiny3", ["bert_path=null"])).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
@@ -31,17 +31,17 @@ def trained(tmp_path_factory):
 
 def test_export_reference_and_safetensors(trained, tmp_path, capsys):
     model, ckpt = trained
-    assert main(["export", "--model", "xvlm_tiny", "--ckpt", str(ckpt), "--out", str(tmp_path / "ref.th")]) == 0
+    assert main(["export", "--model", "xvlm_tiny3", "--ckpt", str(ckpt), "--out", str(tmp_path / "ref.th")]) == 0
     ref = read_checkpoint(tmp_path / "ref.th")["model"]
     expect = reference_state_dict(model)
     assert ref.keys() == expect.keys() and all(torch.equal(ref[k], expect[k]) for k in ref)
 
-    yaml = REPO_CONF / "model" / "xvlm_tiny.yaml"
+    yaml = REPO_CONF / "model" / "xvlm_tiny3.yaml"
     assert main(["export", "--config-name", str(yaml), "--ckpt", str(tmp_path / "ref.th"),
                  "--out", str(tmp_path / "ours.safetensors"), "--format", "safetensors"]) == 0
     assert "wrote" in capsys.readouterr().out
     torch.manual_seed(5)
-    back = instantiate(compose_model("xvlm_tiny", ["bert_path=null"])).eval()
+    back = instantiate(compose_model("xvlm_tiny3", ["bert_path=null"])).eval()
     init_from(back, tmp_path / "ours.safetensors")
     for k, v in model.state_dict().items():
         assert torch.equal(back.state_dict()[k], v), k
@@ -49,7 +49,7 @@ def test_export_reference_and_safetensors(trained, tmp_path, capsys):
 
 def test_export_with_overrides_resizes(trained, tmp_path):
     _, ckpt = trained
-    main(["export", "--model", "xvlm_tiny", "--ckpt", str(ckpt), "--out", str(tmp_path / "ref192.th"),
+    main(["export", "--model", "xvlm_tiny3", "--ckpt", str(ckpt), "--out", str(tmp_path / "ref192.th"),
           "vision.image_size=192", "model.vision.window_size=6"])
     ref = read_checkpoint(tmp_path / "ref192.th")["model"]
     assert ref["vision_encoder.layers.0.blocks.0.attn.relative_position_bias_table"].shape == (121, 2)

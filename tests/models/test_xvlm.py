@@ -82,22 +82,22 @@ def test_region_mask_hides_out_of_box_patches_from_fusion():
     assert not torch.allclose(a, model.fuse(text, mask, noisy, None), atol=1e-3)
 
 
-def test_tiny_config_loads_minilm_into_text_and_fusion_layers():
-    model = instantiate(compose_model("xvlm_tiny")).eval()
+def test_minilm_config_loads_local_bert_into_text_and_fusion_layers():
+    model = instantiate(compose_model("xvlm_tiny_minilm")).eval()
     ref = BertModel.from_pretrained(resolve_bert_dir("builtin:minilm-l6"), add_pooling_layer=False,
                                     local_files_only=True).eval()
     ids = torch.tensor([[101, 1037, 2417, 4418, 0]])
     mask = (ids > 0).long()
     ref_hidden = ref(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-    assert torch.allclose(model.encode_text(ids, mask), ref_hidden[2], atol=1e-5)
+    assert torch.allclose(model.encode_text(ids, mask), ref_hidden[4], atol=1e-5)  # 4 text layers
     ours = model.fusion_encoder.layer[1].attention.self.query.weight
-    assert torch.equal(ours, ref.encoder.layer[3].attention.self.query.weight)
+    assert torch.equal(ours, ref.encoder.layer[5].attention.self.query.weight)
     assert model.fusion_encoder.layer[0].crossattention.self.key.weight.shape == (384, 128)
 
 
 def test_missing_bert_dir_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="no model.safetensors"):
-        instantiate(compose_model("xvlm_tiny", [f"bert_path={tmp_path}"]))
+        instantiate(compose_model("xvlm_tiny_minilm", [f"bert_path={tmp_path}"]))
 
 
 def test_mismatched_vision_width_is_named():

@@ -18,10 +18,6 @@ log = logging.getLogger("xvlm_lit.train")
 def build(cfg: DictConfig):
     """(module, datamodule) from a composed config."""
     model = instantiate(cfg.model)
-    if cfg.get("init_from"):
-        from xvlm_lit.checkpoints import init_from
-
-        init_from(model, cfg.init_from)
     losses = {name: instantiate(node) for name, node in cfg.loss.items()}
     module = instantiate(cfg.task, model=model, losses=losses)
     return module, instantiate(cfg.data)

@@ -55,6 +55,8 @@ def build_model(name: str, overrides: Sequence[str] = ()) -> nn.Module:
         OmegaConf.update(cfg, f"model.{key.removeprefix('model.')}", OmegaConf.from_dotlist([f"v={value}"]).v,
                          force_add=False)
     cfg.model.bert_path = None
+    if "init_from" in cfg.model:
+        cfg.model.init_from = None
     if "vision" in cfg.model and "pretrained_path" in cfg.model.vision:
         cfg.model.vision.pretrained_path = None
     return instantiate(cfg.model)

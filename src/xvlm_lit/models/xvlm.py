@@ -30,10 +30,12 @@ class XVLM(nn.Module):
         embed_dim: contrastive feature size.
         temp: initial contrastive temperature.
         bert_path: optional local BERT directory initialising text, fusion (and MLM head if it has one).
+        init_from: optional checkpoint initialising the whole network (a reference X-VLM ``.th``, our safetensors
+            export, a Lightning checkpoint): strict, every key mapped or named as intentionally unused.
     """
 
     def __init__(self, vision: VisionEncoder, text: TextEncoder, fusion: FusionEncoder, embed_dim: int = 256,
-                 temp: float = 0.07, bert_path: str | None = None) -> None:
+                 temp: float = 0.07, bert_path: str | None = None, init_from: str | None = None) -> None:
         super().__init__()
         if fusion.vision_width != vision.width:
             raise ValueError(f"model.fusion.vision_width={fusion.vision_width} but the vision encoder "
@@ -51,6 +53,10 @@ class XVLM(nn.Module):
 
             report = load_bert_dir(self, bert_path)
             log.info("initialised text/fusion from %s; %d tensors stay new", bert_path, len(report.initialised))
+        if init_from:
+            from xvlm_lit.checkpoints import init_from as load_checkpoint  # checkpoints import models, not back
+
+            load_checkpoint(self, init_from)
 
     @property
     def image_size(self) -> int:

@@ -73,6 +73,8 @@ def time_steps(module: PretrainModule, batch_size: int, device: str, steps: int,
 def _to(batch, device):
     from dataclasses import fields, replace
 
+    if batch is None:
+        return None
     return replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in fields(batch)
                              if getattr(batch, f.name) is not None})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -13,6 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 from xvlm_lit.config import CONF_DIR, check_config
 
 log = logging.getLogger("xvlm_lit.train")
+
+# Lightning warnings that do not apply here: our IterableDataset knows its length per rank and worker, and
+# the throughput monitor reports samples/s without a FLOP count.
+warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
+warnings.filterwarnings("ignore", message=".*ThroughputMonitor.*flops_per_batch.*")
 
 
 def build(cfg: DictConfig):

@@ -66,6 +66,13 @@ def generate(workdir: Path, size_mb: float) -> dict[str, Path]:
 
 
 def _rss_mb() -> float:
+    """This process's peak RSS in MB. Linux keeps ``ru_maxrss`` across exec (a child of a big pytest worker starts
+    at the parent's peak), so read the address space's own high-water mark (``VmHWM``) where there is one."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

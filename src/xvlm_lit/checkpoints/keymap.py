@@ -144,6 +144,9 @@ def bert_rules(num_text_layers: int, ref: str = "text_encoder.", optional_mlm: b
 HEAD_RULES: list[Rule] = [Rename(r"(vision_proj|text_proj|itm_head|bbox_head)\.(.+)", r"\1.\2"),
                           Rename(r"temp", "temp")]
 
+#: Swin's optional absolute position embedding (``ape``) sits beside our timm backbone, under the original name
+APE_RULE: Rule = Rename(r"vision_encoder\.absolute_pos_embed", "vision_encoder.absolute_pos_embed")
+
 #: buffers every Swin/BERT file may carry that our modules rebuild for their own geometry
 REBUILT_BUFFERS: tuple[Unused, ...] = (
     Unused(r".*\.relative_position_index", "Swin buffer, rebuilt by timm for the model's window size"),
@@ -169,7 +172,7 @@ def vision_rules(backbone: nn.Module, ours: str, ref: str, layout: str = "origin
 def reference_keymap(model: nn.Module) -> KeyMap:
     """Our :class:`~xvlm_lit.models.xvlm.XVLM` <- the reference X-VLM pre-training layout (SPEC section 8)."""
     rules = (vision_rules(model.vision_encoder.backbone, "vision_encoder.backbone.", "vision_encoder.")
-             + bert_rules(_num_text_layers(model)) + HEAD_RULES)
+             + [APE_RULE] + bert_rules(_num_text_layers(model)) + HEAD_RULES)
     return KeyMap(tuple(rules), REBUILT_BUFFERS, name="reference", parts=("reference",))
 
 
@@ -202,6 +205,7 @@ def bert_dir_keymap(model: nn.Module) -> KeyMap:
 def imagenet_keymap(vision_encoder: nn.Module, layout: str = "original") -> KeyMap:
     """Our :class:`~xvlm_lit.models.vision.VisionEncoder` (keys ``backbone.*``) <- an ImageNet checkpoint of the
     backbone alone (Swin in original or timm layout, or a timm ViT); its classifier is unused."""
-    rules = vision_rules(vision_encoder.backbone, "backbone.", "", layout)
+    rules = vision_rules(vision_encoder.backbone, "backbone.", "", layout) + [Rename("absolute_pos_embed",
+                                                                                      "absolute_pos_embed")]
     unused = REBUILT_BUFFERS + (Unused(r"head(_dist)?\..+", "ImageNet classifier (our backbone has no head)"),)
     return KeyMap(tuple(rules), unused, name="imagenet", parts=("imagenet",))

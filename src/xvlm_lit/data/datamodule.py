@@ -117,6 +117,8 @@ class PretrainDataModule(L.LightningDataModule):
             replacement (any shard count).
         shuffle_buffer: raw samples buffered per source and reader for shuffling.
         crop_scale: area range of the image-text RandomResizedCrop (reference: 0.2-1.0).
+        randaugment: the reference's RandAugment (2 ops, magnitude 7) on training images; off where the texts
+            name colours that its photometric ops (equalize, autocontrast, brightness) would falsify.
         rank, world_size: set explicitly (tests, custom launchers); None = from the trainer / environment.
         shapes_world: keyword arguments of ``data_prep.shapes.ensure_shapes_world`` run in ``prepare_data``
             (the embedded demo corpus); None = nothing to prepare.
@@ -129,7 +131,7 @@ class PretrainDataModule(L.LightningDataModule):
                  val_sources: Sequence[Mapping[str, Any]] | None = None, val_batch_size: int | None = None,
                  patch_size: int = 32, grid_size: int | None = None, mask_prob: float = 0.25,
                  resampled: bool = False, shuffle_buffer: int = 500,
-                 crop_scale: Sequence[float] = (0.2, 1.0),
+                 crop_scale: Sequence[float] = (0.2, 1.0), randaugment: bool = True,
                  pin_memory: bool = False, persistent_workers: bool = False, prefetch_factor: int | None = 2,
                  rank: int | None = None, world_size: int | None = None,
                  shapes_world: Mapping[str, Any] | None = None) -> None:
@@ -141,7 +143,8 @@ class PretrainDataModule(L.LightningDataModule):
             mask_prob=float(mask_prob), batch_size=int(batch_size), region_batch_size=int(region_batch_size),
             region_images=int(region_images), max_regions=int(max_regions), region_prob=float(region_prob),
             seed=int(seed), epoch_steps=int(epoch_steps), resampled=bool(resampled),
-            shuffle_buffer=int(shuffle_buffer), crop_scale=(float(crop_scale[0]), float(crop_scale[1])))
+            shuffle_buffer=int(shuffle_buffer), crop_scale=(float(crop_scale[0]), float(crop_scale[1])),
+            randaugment=bool(randaugment))
         _check_args(self.settings, num_workers)
         self.val_settings = replace(self.settings, batch_size=int(val_batch_size or batch_size))
         self.source_cfgs, self.val_source_cfgs = sources, val_sources

@@ -86,13 +86,15 @@ class SampleMaker:
         train: random augmentation and draws (an ``rng`` is then required); False = eval transforms, first choices.
         counter: where skips are counted.
         crop_scale: RandomResizedCrop area range of image-text samples (the reference's 0.2-1.0).
+        randaugment: the reference's RandAugment on image-text and region samples (train only).
     """
 
     def __init__(self, image_size: int, max_words: int, train: bool, counter: SkipCounter,
-                 crop_scale: tuple[float, float] = (0.2, 1.0)) -> None:
+                 crop_scale: tuple[float, float] = (0.2, 1.0), randaugment: bool = True) -> None:
         self.max_words, self.train, self.counter = max_words, train, counter
-        self.itc_transform = ImageTextTransform(image_size, train=train, scale=tuple(crop_scale))
-        self.region_transform = RegionTransform(image_size, train=train)
+        self.itc_transform = ImageTextTransform(image_size, train=train, scale=tuple(crop_scale),
+                                                randaugment=randaugment)
+        self.region_transform = RegionTransform(image_size, train=train, randaugment=randaugment)
 
     # ------------------------------------------------------------------------------------------- shared steps
     def _open(self, raw: dict, spec: SourceSpec, rng: np.random.Generator | None, want_itc: bool,

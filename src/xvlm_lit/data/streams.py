@@ -54,6 +54,7 @@ class StreamSettings:
     resampled: bool = False
     shuffle_buffer: int = 500
     crop_scale: tuple[float, float] = (0.2, 1.0)
+    randaugment: bool = True
 
     @property
     def grid_size(self) -> int:
@@ -110,7 +111,7 @@ class _Worker:
         self.slot, self.n_slots = rank * num_workers + worker, world_size * num_workers
         self.counter = SkipCounter(f"rank {rank} worker {worker}")
         self.maker = SampleMaker(cfg.image_size, cfg.max_words, train=True, counter=self.counter,
-                                 crop_scale=cfg.crop_scale)
+                                 crop_scale=cfg.crop_scale, randaugment=cfg.randaugment)
         self.encoder = TextEncoder(cached_tokenizer(cfg.tokenizer_path), cfg.max_tokens, cfg.max_masks, cfg.mask_prob)
         base = (cfg.seed, rank, worker, epoch)
         self.aug_rng = make_rng(*base, 1)

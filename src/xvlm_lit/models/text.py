@@ -24,6 +24,7 @@ class BertSpec:
     attention_probs_dropout_prob: float = 0.1
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    initializer_range: float = 0.02
 
     @classmethod
     def of(cls, value: BertSpec | Mapping) -> BertSpec:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import timm
-from timm.layers import build_sincos2d_pos_embed
 import torch
+from timm.layers import build_sincos2d_pos_embed
 from torch import nn
 
 

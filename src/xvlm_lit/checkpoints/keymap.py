@@ -145,7 +145,8 @@ HEAD_RULES: list[Rule] = [Rename(r"(vision_proj|text_proj|itm_head|bbox_head)\.(
                           Rename(r"temp", "temp")]
 
 #: Swin's optional absolute position embedding (``ape``) sits beside our timm backbone, under the original name
-APE_RULE: Rule = Rename(r"vision_encoder\.absolute_pos_embed", "vision_encoder.absolute_pos_embed")
+#: (optional: a checkpoint without one leaves ours at its initialisation, and the import report says so)
+APE_RULE: Rule = Rename(r"vision_encoder\.absolute_pos_embed", "vision_encoder.absolute_pos_embed", optional=True)
 
 #: buffers every Swin/BERT file may carry that our modules rebuild for their own geometry
 REBUILT_BUFFERS: tuple[Unused, ...] = (
@@ -205,7 +206,7 @@ def bert_dir_keymap(model: nn.Module) -> KeyMap:
 def imagenet_keymap(vision_encoder: nn.Module, layout: str = "original") -> KeyMap:
     """Our :class:`~xvlm_lit.models.vision.VisionEncoder` (keys ``backbone.*``) <- an ImageNet checkpoint of the
     backbone alone (Swin in original or timm layout, or a timm ViT); its classifier is unused."""
-    rules = vision_rules(vision_encoder.backbone, "backbone.", "", layout) + [Rename("absolute_pos_embed",
-                                                                                      "absolute_pos_embed")]
+    ape = Rename("absolute_pos_embed", "absolute_pos_embed", optional=True)
+    rules = vision_rules(vision_encoder.backbone, "backbone.", "", layout) + [ape]
     unused = REBUILT_BUFFERS + (Unused(r"head(_dist)?\..+", "ImageNet classifier (our backbone has no head)"),)
     return KeyMap(tuple(rules), unused, name="imagenet", parts=("imagenet",))

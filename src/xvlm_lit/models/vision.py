@@ -53,17 +53,17 @@ class VisionEncoder(nn.Module):
                 "original-Swin/ViT checkpoint (nothing is downloaded)."
             )
         self.backbone = timm.create_model(model_name, **kwargs)
+        self.model_name = model_name
+        self.absolute_pos_embed = self._make_absolute_pos_embed(absolute_pos_embed) if absolute_pos_embed else None
         if path is not None:
             from xvlm_lit.checkpoints.pretrained import load_vision_checkpoint  # lazy: checkpoints sits above models
 
             load_vision_checkpoint(self, path)
-        self.model_name = model_name
         self.image_size = image_size
         self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))
         self.width = int(self.backbone.num_features)
         reduction = int(self.backbone.feature_info[-1]["reduction"])
         self.grid_size = image_size // reduction
-        self.absolute_pos_embed = self._make_absolute_pos_embed(absolute_pos_embed) if absolute_pos_embed else None
 
     def _make_absolute_pos_embed(self, init: str) -> nn.Parameter:
         patch_embed = getattr(self.backbone, "patch_embed", None)

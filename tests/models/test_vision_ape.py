@@ -3,7 +3,7 @@
 import pytest
 import torch
 from hydra.utils import instantiate
-from timm.layers import build_sincos2d_pos_embed
+from timm.layers import build_sincos2d_pos_embed, resample_abs_pos_embed
 
 from xvlm_lit.checkpoints import import_state_dict, reference_keymap, reference_state_dict
 from xvlm_lit.models.vision import VisionEncoder
@@ -95,3 +95,17 @@ def test_a_reference_checkpoint_without_it_leaves_it_at_its_start():
     assert list(report.initialised) == ["vision_encoder.absolute_pos_embed"]
     assert torch.equal(placed.vision_encoder.absolute_pos_embed, start)
     assert torch.equal(placed.vision_proj.weight, plain.vision_proj.weight)
+
+
+def test_it_is_resampled_to_a_larger_image():
+    torch.manual_seed(0)
+    small = instantiate(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos"])).eval()
+    big = instantiate(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos",
+                                                   "vision.image_size=192"])).eval()
+    ref = reference_state_dict(small)
+    report = import_state_dict(big, ref, reference_keymap(big))
+    assert report.resized["vision_encoder.absolute_pos_embed"] == ((1, 32 * 32, 32), (1, 48 * 48, 32))
+    want = resample_abs_pos_embed(ref["vision_encoder.absolute_pos_embed"], new_size=[48, 48], num_prefix_tokens=0)
+    assert torch.equal(big.vision_encoder.absolute_pos_embed, want)
+    assert not torch.equal(want[0, :1024], ref["vision_encoder.absolute_pos_embed"][0])  # really resampled
+    assert torch.isfinite(big.encode_image(torch.randn(1, 3, 192, 192))).all()

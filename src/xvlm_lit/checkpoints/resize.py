@@ -4,7 +4,7 @@
   480 px) with :func:`timm.layers.resize_rel_pos_bias_table` (the geometric-progression grid of the reference,
   interpolated in torch instead of SciPy's removed ``interp2d``);
 - ViT absolute position embeddings resampled bicubically to the model's patch grid, prefix (CLS) tokens kept,
-  with :func:`timm.layers.resample_abs_pos_embed`;
+  with :func:`timm.layers.resample_abs_pos_embed` (so is Swin's optional absolute position embedding);
 - the Swin buffers of the reference layout (``relative_position_index``, shifted-window ``attn_mask``) computed for
   a model's own window and resolution, for export.
 """
@@ -72,7 +72,18 @@ def adapt_vit_pos_embed(root: nn.Module, key: str, value: torch.Tensor) -> torch
     return resize_pos_embed(value, vit.patch_embed.grid_size, prefix)
 
 
-DEFAULT_ADAPTERS: tuple[Adapter, ...] = (adapt_swin_table, adapt_vit_pos_embed)
+def adapt_swin_ape(root: nn.Module, key: str, value: torch.Tensor) -> torch.Tensor | None:
+    """Swin's absolute position embedding ``[1, h*w, C]`` (beside the backbone) -> the model's patch grid."""
+    if key.rpartition(".")[2] != "absolute_pos_embed" or value.dim() != 3:
+        return None
+    owner = _parent(root, key)
+    patch_embed = getattr(getattr(owner, "backbone", None), "patch_embed", None)
+    if patch_embed is None:
+        return None
+    return resize_pos_embed(value, patch_embed.grid_size, num_prefix_tokens=0)
+
+
+DEFAULT_ADAPTERS: tuple[Adapter, ...] = (adapt_swin_table, adapt_vit_pos_embed, adapt_swin_ape)
 
 
 # ---------------------------------------------------------------------------------------------- export-time buffers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import tarfile
 from pathlib import Path
 
@@ -81,15 +82,13 @@ def test_cc_headerless_json_jsonl_lists(photo_dir, tmp_path, conv):
     assert explicit["skipped"] == {"missing_image": {"count": 1, "examples": ["000000000"]}}
 
 
-def test_cc_parquet_needs_pyarrow(tmp_path):
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        (tmp_path / "l.parquet").write_bytes(b"PAR1")
-        with pytest.raises(convert.ConvertError, match="pyarrow"):
-            cc.convert_list(tmp_path / "out", [tmp_path / "l.parquet"], **KW)
-    else:  # pragma: no cover - pyarrow is not in the test environment
-        pytest.skip("pyarrow is installed: the missing-pyarrow error this test checks cannot occur")
+def test_cc_parquet_needs_pyarrow(tmp_path, monkeypatch):
+    # whether or not pyarrow is installed, make its import fail (a None entry in sys.modules raises ImportError)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    (tmp_path / "l.parquet").write_bytes(b"PAR1")
+    with pytest.raises(convert.ConvertError, match=r"l\.parquet: reading parquet needs pyarrow"):
+        cc.convert_list(tmp_path / "out", [tmp_path / "l.parquet"], **KW)
 
 
 def _img2dataset(folder: Path, photo_dir: Path) -> Path:

@@ -21,18 +21,27 @@ def _find_conf() -> Path:
 
 CONF_DIR = _find_conf()
 
-REQUIRED = ("model", "loss", "data", "task", "trainer")
+REQUIRED = ("model", "data", "task", "trainer")
+NO_LOSS = "no loss selected: choose at least one of conf/loss, e.g. loss=[itc,itm,mlm,bbox] or loss=[itc,itm]"
+
+
+class ConfigError(ValueError):
+    """A composed config that cannot run; the message names the key and what to do (printed without traceback)."""
 
 
 def check_config(cfg: DictConfig) -> None:
     """Fail early, naming the key, when a required group is missing or a loss entry is malformed."""
     for key in REQUIRED:
         if cfg.get(key) is None:
-            raise ValueError(f"config key '{key}' is missing: select one, e.g. `{key}=...` (see conf/{key}/)")
-    if not cfg.loss:
-        raise ValueError("config 'loss' is empty: select at least one loss, e.g. loss=[itc,itm,mlm,bbox]")
-    for name, node in cfg.loss.items():
+            raise ConfigError(f"config key '{key}' is missing: select one, e.g. `{key}=...` (see conf/{key}/)")
+    losses = cfg.get("loss")
+    if not losses:  # `loss=[]` composes to None or an empty node
+        raise ConfigError(NO_LOSS)
+    if not isinstance(losses, DictConfig):
+        raise ConfigError(f"config 'loss' must map plugin names to configs, got {type(losses).__name__}: "
+                          "select files of conf/loss, e.g. loss=[itc,itm,mlm,bbox]")
+    for name, node in losses.items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise ValueError(f"loss.{name} has no _target_: use a file of conf/loss/ (itc, itm, mlm, bbox)")
+            raise ConfigError(f"loss.{name} has no _target_: use a file of conf/loss/ (itc, itm, mlm, bbox)")
         if float(node.get("weight", 1.0)) < 0:
-            raise ValueError(f"loss.{name}.weight must be >= 0, got {node.weight}")
+            raise ConfigError(f"loss.{name}.weight must be >= 0, got {node.weight}")

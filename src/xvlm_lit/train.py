@@ -11,7 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from xvlm_lit.config import CONF_DIR, check_config
+from xvlm_lit.config import CONF_DIR, ConfigError, check_config
 
 log = logging.getLogger("xvlm_lit.train")
 
@@ -57,7 +57,10 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run(cfg)
+    try:
+        metrics = run(cfg)
+    except ConfigError as err:
+        raise SystemExit(f"config error: {err}") from None
     return metrics.get(OmegaConf.select(cfg, "optimized_metric") or "train/loss")
 
 

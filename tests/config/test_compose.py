@@ -78,3 +78,20 @@ def test_single_loss_and_reweighting_by_config():
 def test_wrong_key_is_named():
     with pytest.raises(Exception, match="no_such_key"):
         compose_train(["task.no_such_key=1"])
+
+
+def test_cpu_trainer_accepts_ddp_strategy(tmp_path):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    cfg = compose_train(["trainer.strategy=ddp", "trainer.devices=2", f"hydra.runtime.output_dir={tmp_path}"])
+    trainer = instantiate(cfg.trainer, default_root_dir=str(tmp_path), logger=False)
+    assert isinstance(trainer.strategy, DDPStrategy)
+    assert trainer.strategy._get_process_group_backend() == "gloo" and trainer.num_devices == 2
+
+
+def test_empty_loss_set_is_named(tmp_path):
+    from xvlm_lit.config import ConfigError, check_config
+
+    cfg = compose_train(["loss=[]", f"hydra.runtime.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="no loss selected"):
+        check_config(cfg)

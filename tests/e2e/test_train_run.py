@@ -64,6 +64,43 @@ def test_resume_from_checkpoint_continues_the_step_count(tmp_path):
     assert second["global_step"] == 4
 
 
+def test_last_checkpoint_is_the_final_model_off_the_save_grid(tmp_path):
+    """max_steps=5 with saves every 2 steps: last.ckpt must hold step 5 (Lightning alone leaves step 4), and
+    evaluating that file must give exactly the metrics the run reported for its final model."""
+    cfg, out = compose_run(tmp_path, ["trainer.max_steps=5", "callbacks.checkpoint.every_n_train_steps=2",
+                                      "eval.limit=16"])
+    reported = run(cfg)
+    ckpts = out / "checkpoints"
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 5
+    assert {p.name for p in ckpts.glob("*.ckpt")} >= {"last.ckpt", "epoch=0-step=4.ckpt"}
+    grid = torch.load(next(ckpts.glob("*step=4.ckpt")), map_location="cpu", weights_only=False)
+    key = "model.bbox_head.3.weight"
+    assert not torch.equal(last["state_dict"][key], grid["state_dict"][key])  # the last step changed the weights
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        ecfg = compose(config_name="eval", return_hydra_config=True,
+                       overrides=[f"hydra.runtime.output_dir={tmp_path / 'eval'}",
+                                  f"paths.data_dir={tmp_path / 'data'}", f"ckpt_path={ckpts / 'last.ckpt'}",
+                                  "eval.limit=16"])
+    HydraConfig.instance().set_config(ecfg)
+    with open_dict(ecfg):
+        del ecfg["hydra"]
+    from xvlm_lit.eval import evaluate
+
+    again = evaluate(ecfg)
+    for k in ("tr_r1", "ir_r1", "itc_tr_r1", "grounding_acc50", "grounding_mean_iou"):
+        assert again[k] == reported[k], k
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["grounding_mean_iou"] == again[
+        "grounding_mean_iou"]
+
+
+def test_empty_loss_set_gets_the_project_message(tmp_path):
+    done = cli(["loss=[]", "trainer.max_steps=1", "eval=null", *TINY], tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert "no loss selected" in done.stderr and "Traceback" not in done.stderr
+
+
 def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "XVLM_DATA": str(cwd / "data")}
     return subprocess.run([sys.executable, "-m", "xvlm_lit.train", *args], cwd=cwd, env=env, capture_output=True,

@@ -14,6 +14,11 @@ def accuracy_at_iou(pred_xyxy: torch.Tensor, target_xyxy: torch.Tensor, threshol
     return float((iou >= threshold).float().mean() * 100)
 
 
+def mean_iou(pred_xyxy: torch.Tensor, target_xyxy: torch.Tensor) -> float:
+    """Mean IoU (percent) of rows of ``[N, 4]`` boxes with their targets."""
+    return float(box_iou(pred_xyxy.float(), target_xyxy.float()).diagonal().mean() * 100)
+
+
 def best_constant_box(target_cxcywh: torch.Tensor, steps: int = 12, threshold: float = 0.5
                       ) -> tuple[torch.Tensor, float]:
     """The single normalised box (searched on a grid of centres and sizes) with the highest Acc@IoU on

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torchvision.ops import box_convert
 
-from xvlm_lit.evaluation.grounding import accuracy_at_iou, best_constant_box, predict_boxes
+from xvlm_lit.evaluation.grounding import accuracy_at_iou, best_constant_box, mean_iou, predict_boxes
 from xvlm_lit.evaluation.retrieval import chance_recall, retrieval_metrics, retrieval_scores
 from xvlm_lit.models.xvlm import XVLM
 
@@ -32,6 +32,7 @@ def evaluate_zero_shot(model: XVLM, retrieval: dict, grounding: dict, rerank_k: 
     target = grounding["target_cxcywh"].float()
     to_xyxy = lambda b: box_convert(b, "cxcywh", "xyxy")  # noqa: E731
     out["grounding_acc50"] = accuracy_at_iou(to_xyxy(pred), to_xyxy(target))
+    out["grounding_mean_iou"] = mean_iou(to_xyxy(pred), to_xyxy(target))
     _, out["constant_box_acc50"] = best_constant_box(target)
     out["num_images"], out["num_texts"], out["num_region_texts"] = itc.shape[0], itc.shape[1], len(target)
     return out

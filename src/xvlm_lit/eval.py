@@ -1,0 +1,75 @@
+"""``python -m xvlm_lit.eval ckpt_path=<file> [experiment=...] [overrides]``: evaluate a saved checkpoint.
+
+The model is built from the config of the run the checkpoint was saved in (``<run>/.hydra/config.yaml``) when there
+is one, else from the composed config; the weights are imported strictly (every key accounted for); the
+evaluation configured under ``eval`` runs and writes ``metrics.json`` to this run's directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from xvlm_lit.checkpoints import init_from
+from xvlm_lit.checkpoints.run_config import run_config_path
+from xvlm_lit.config import CONF_DIR, ConfigError
+
+log = logging.getLogger("xvlm_lit.eval")
+
+
+def _with_run_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with ``model`` and ``data`` taken from the checkpoint's run directory, when it has a saved config."""
+    path = run_config_path(cfg.ckpt_path)
+    if not cfg.get("config_from_run", True) or path is None:
+        return cfg
+    saved = OmegaConf.load(path)
+    with open_dict(cfg):
+        for key in ("model", "data"):
+            if key in saved:
+                cfg[key] = saved[key]
+    log.info("model and data config from %s", path)
+    return cfg
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The model of ``cfg.model`` without its pretrained initialisers (the weights come from the checkpoint)."""
+    node = OmegaConf.to_container(cfg.model, resolve=True)
+    node.update(init_from=None, bert_path=None)
+    if isinstance(node.get("vision"), dict):
+        node["vision"]["pretrained_path"] = None
+    return instantiate(node)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Import ``cfg.ckpt_path`` into the configured model and run the configured evaluation; returns the metrics."""
+    ckpt = cfg.get("ckpt_path")
+    if not ckpt or not Path(ckpt).is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: no such checkpoint file (give ckpt_path=<run>/checkpoints/last.ckpt)")
+    if not cfg.get("eval"):
+        raise ConfigError("eval is null: this experiment configures no evaluation (e.g. experiment=pretrain_demo "
+                          "sets eval.split)")
+    cfg = _with_run_config(cfg)
+    model = build_model(cfg)
+    init_from(model, ckpt)  # logs its report
+    from xvlm_lit.evaluation.run import run_zero_shot
+
+    metrics = run_zero_shot(model, cfg)
+    print(f"evaluated {Path(ckpt).resolve()}", flush=True)
+    return metrics
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except ConfigError as err:
+        raise SystemExit(f"config error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from xvlm_lit.build import build_model
 from xvlm_lit.config import CONF_DIR
 from xvlm_lit.tasks.pretrain import PretrainModule
 from xvlm_lit.testing import random_batch
@@ -31,7 +32,7 @@ def build(model_name: str, plugins=("itc", "itm", "mlm", "bbox")) -> PretrainMod
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={model_name}", "~experiment"])
     OmegaConf.resolve(OmegaConf.create({"model": cfg.model}))
-    model = instantiate(cfg.model)
+    model = build_model(cfg.model)
     losses = {n: instantiate(cfg.loss[n]) for n in plugins}
     return PretrainModule(model, losses, partial(torch.optim.AdamW, lr=1e-4, foreach=True))
 

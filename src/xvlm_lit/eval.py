@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch import nn
 
+from xvlm_lit.build import build_model
 from xvlm_lit.checkpoints import init_from
 from xvlm_lit.checkpoints.run_config import run_config_path
 from xvlm_lit.config import CONF_DIR, ConfigError
@@ -36,15 +35,6 @@ def _with_run_config(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def build_model(cfg: DictConfig) -> nn.Module:
-    """The model of ``cfg.model`` without its pretrained initialisers (the weights come from the checkpoint)."""
-    node = OmegaConf.to_container(cfg.model, resolve=True)
-    node.update(init_from=None, bert_path=None)
-    if isinstance(node.get("vision"), dict):
-        node["vision"]["pretrained_path"] = None
-    return instantiate(node)
-
-
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Import ``cfg.ckpt_path`` into the configured model and run the configured evaluation; returns the metrics."""
     ckpt = cfg.get("ckpt_path")
@@ -54,7 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError("eval is null: this experiment configures no evaluation (e.g. experiment=pretrain_demo "
                           "sets eval.split)")
     cfg = _with_run_config(cfg)
-    model = build_model(cfg)
+    model = build_model(cfg.model, load_weights=False)  # the weights come from the checkpoint
     init_from(model, ckpt)  # logs its report
     from xvlm_lit.evaluation.run import run_zero_shot
 

@@ -11,6 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from xvlm_lit.build import build_model
 from xvlm_lit.config import CONF_DIR, ConfigError, check_config
 
 log = logging.getLogger("xvlm_lit.train")
@@ -23,7 +24,7 @@ warnings.filterwarnings("ignore", message=".*ThroughputMonitor.*flops_per_batch.
 
 def build(cfg: DictConfig):
     """(module, datamodule) from a composed config."""
-    model = instantiate(cfg.model)
+    model = build_model(cfg.model)
     losses = {name: instantiate(node) for name, node in cfg.loss.items()}
     module = instantiate(cfg.task, model=model, losses=losses)
     return module, instantiate(cfg.data)

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from xvlm_lit.build import build_model
 from xvlm_lit.checkpoints import init_from, reference_state_dict
 from xvlm_lit.checkpoints.cli import REPO_CONF, main
 from xvlm_lit.checkpoints.io import read_checkpoint
@@ -19,7 +19,7 @@ from ..conftest import compose_model
 def trained(tmp_path_factory):
     """A tiny model and a Lightning-style checkpoint of it."""
     torch.manual_seed(0)
-    model = instantiate(compose_model("xvlm_tiny3", ["bert_path=null"])).eval()
+    model = build_model(compose_model("xvlm_tiny3", ["bert_path=null"])).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
@@ -41,7 +41,7 @@ def test_export_reference_and_safetensors(trained, tmp_path, capsys):
                  "--out", str(tmp_path / "ours.safetensors"), "--format", "safetensors"]) == 0
     assert "wrote" in capsys.readouterr().out
     torch.manual_seed(5)
-    back = instantiate(compose_model("xvlm_tiny3", ["bert_path=null"])).eval()
+    back = build_model(compose_model("xvlm_tiny3", ["bert_path=null"])).eval()
     init_from(back, tmp_path / "ours.safetensors")
     for k, v in model.state_dict().items():
         assert torch.equal(back.state_dict()[k], v), k

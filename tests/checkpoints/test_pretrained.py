@@ -5,9 +5,9 @@ import re
 import pytest
 import timm
 import torch
-from hydra.utils import instantiate
 from transformers import BertConfig, BertForMaskedLM
 
+from xvlm_lit.build import build_model
 from xvlm_lit.checkpoints import CheckpointMismatchError, load_bert_dir, load_vision_checkpoint
 from xvlm_lit.checkpoints.io import write_safetensors, write_torch
 from xvlm_lit.checkpoints.resize import resize_rel_pos_table, swin_reference_buffers
@@ -64,7 +64,7 @@ def test_original_layout_imagenet_swin_file_loads_at_another_window(imagenet_swi
 def test_pretrained_path_in_the_config_uses_the_same_loader(imagenet_swin, tmp_path):
     timm_sd, original = imagenet_swin
     write_torch({"model": original}, tmp_path / "swin.pth")
-    model = instantiate(compose_model("xvlm_tiny3", ["bert_path=null", f"vision.pretrained_path={tmp_path}/swin.pth"]))
+    model = build_model(compose_model("xvlm_tiny3", ["bert_path=null", f"vision.pretrained_path={tmp_path}/swin.pth"]))
     check_loaded(model.vision_encoder, timm_sd, 4)
 
 
@@ -80,8 +80,8 @@ def test_timm_layout_safetensors_and_agreement_with_timms_loader(imagenet_swin, 
     write_torch({"model": original}, tmp_path / "orig.pth")
     theirs = timm.create_model("swin_tiny_patch4_window7_224", num_classes=0, img_size=128, window_size=4,
                                pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "orig.pth")), **SWIN)
-    ours = VisionEncoder("swin_tiny_patch4_window7_224", 128, window_size=4, pretrained_path=str(tmp_path / "orig.pth"),
-                         **SWIN)
+    ours = VisionEncoder("swin_tiny_patch4_window7_224", 128, window_size=4, **SWIN)
+    load_vision_checkpoint(ours, tmp_path / "orig.pth")
     for k, v in theirs.state_dict().items():
         assert torch.equal(ours.backbone.state_dict()[k], v), k
 
@@ -90,8 +90,9 @@ def test_imagenet_file_of_another_geometry_is_named(imagenet_swin, tmp_path):
     _, original = imagenet_swin
     write_torch({"model": original}, tmp_path / "swin.pth")
     with pytest.raises(CheckpointMismatchError, match=r"shape mismatch: source 'patch_embed\.proj\.weight'"):
-        VisionEncoder("swin_tiny_patch4_window7_224", 128, window_size=4, pretrained_path=str(tmp_path / "swin.pth"),
-                      embed_dim=16, depths=(2, 2, 2), num_heads=(2, 4, 8))
+        enc = VisionEncoder("swin_tiny_patch4_window7_224", 128, window_size=4, embed_dim=16, depths=(2, 2, 2),
+                            num_heads=(2, 4, 8))
+        load_vision_checkpoint(enc, tmp_path / "swin.pth")
 
 
 def test_vit_imagenet_file_loads_with_resized_pos_embed(tmp_path):
@@ -99,7 +100,8 @@ def test_vit_imagenet_file_loads_with_resized_pos_embed(tmp_path):
     vit = dict(patch_size=8, embed_dim=32, depth=1, num_heads=2)
     net = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, **vit)
     write_torch({"model": net.state_dict()}, tmp_path / "deit.pth")
-    enc = VisionEncoder("vit_tiny_patch16_224", 48, pretrained_path=str(tmp_path / "deit.pth"), **vit)
+    enc = VisionEncoder("vit_tiny_patch16_224", 48, **vit)
+    load_vision_checkpoint(enc, tmp_path / "deit.pth")
     assert enc.backbone.pos_embed.shape == (1, 37, 32)
     assert torch.equal(enc.backbone.pos_embed[:, 0], net.pos_embed[:, 0])
     assert torch.equal(enc.backbone.blocks[0].attn.qkv.weight, net.blocks[0].attn.qkv.weight)
@@ -121,7 +123,7 @@ def write_bert_dir(path, layers=4, mlm=True):
 
 def test_bert_directory_with_mlm_head(tmp_path):
     sd = write_bert_dir(tmp_path / "bert", layers=5)
-    model = instantiate(compose_model("xvlm_tiny3", ["bert_path=null"]))
+    model = build_model(compose_model("xvlm_tiny3", ["bert_path=null"]))
     report = load_bert_dir(model, tmp_path / "bert")
     assert torch.equal(model.text_encoder.bert.encoder.layer[1].output.dense.weight,
                        sd["bert.encoder.layer.1.output.dense.weight"])
@@ -138,4 +140,4 @@ def test_bert_directory_with_mlm_head(tmp_path):
 def test_bert_directory_too_shallow(tmp_path):
     write_bert_dir(tmp_path / "bert", layers=3)
     with pytest.raises(Exception, match="fewer than 4 layers"):  # hydra wraps the ValueError
-        instantiate(compose_model("xvlm_tiny3", [f"bert_path={tmp_path}/bert"]))
+        build_model(compose_model("xvlm_tiny3", [f"bert_path={tmp_path}/bert"]))

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 
+from xvlm_lit.build import build_model
 from xvlm_lit.checkpoints import init_from, reference_state_dict
 from xvlm_lit.checkpoints.io import write_torch
 
@@ -134,7 +134,7 @@ def reference_file(reference, tmp_path_factory):
 @pytest.fixture(scope="module")
 def imported(reference_file):
     start = time.perf_counter()
-    model = instantiate(compose_model("xvlm_base")).eval()
+    model = build_model(compose_model("xvlm_base")).eval()
     report = init_from(model, reference_file)
     report.seconds = time.perf_counter() - start
     return model, report
@@ -207,7 +207,7 @@ def test_base_exports_back_to_the_reference_file_bit_identically(reference, impo
 
 @pytest.mark.parametrize(("size", "window"), [(384, 12), (480, 15)])
 def test_base_reference_runs_at_384_and_480(reference_file, size, window):
-    model = instantiate(compose_model("xvlm_base", [f"vision.image_size={size}",
+    model = build_model(compose_model("xvlm_base", [f"vision.image_size={size}",
                                                     f"vision.window_size={window}"])).eval()
     report = init_from(model, reference_file)
     rows = (2 * window - 1) ** 2

@@ -3,8 +3,8 @@ other splits, ViT), through memory, torch files, safetensors and Lightning check
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from xvlm_lit.build import build_model
 from xvlm_lit.checkpoints import (
     import_state_dict,
     init_from,
@@ -26,7 +26,7 @@ from ..conftest import compose_model
 def tiny(seed: int, **overrides) -> XVLM:
     torch.manual_seed(seed)
     over = ["bert_path=null"] + [f"{k}={v}" for k, v in overrides.items()]
-    model = instantiate(compose_model("xvlm_tiny3", over)).eval()
+    model = build_model(compose_model("xvlm_tiny3", over)).eval()
     with torch.no_grad():  # move every tensor off its init so equality cannot come from equal inits
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)

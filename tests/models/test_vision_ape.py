@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from timm.layers import build_sincos2d_pos_embed, resample_abs_pos_embed
 
+from xvlm_lit.build import build_model
 from xvlm_lit.checkpoints import import_state_dict, reference_keymap, reference_state_dict
 from xvlm_lit.models.vision import VisionEncoder
 
@@ -65,7 +65,7 @@ def test_bad_values_are_named():
 def test_reference_layout_round_trip_keeps_it():
     def build(seed: int):
         torch.manual_seed(seed)
-        return instantiate(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=learned"])).eval()
+        return build_model(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=learned"])).eval()
 
     a, b = build(0), build(1)
     ref = reference_state_dict(a)
@@ -79,7 +79,7 @@ def test_reference_layout_round_trip_keeps_it():
 
 
 def test_demo_model_uses_it():
-    model = instantiate(compose_model("xvlm_tiny"))
+    model = build_model(compose_model("xvlm_tiny"))
     assert model.vision_encoder.absolute_pos_embed is not None
     grid = model.vision_encoder.backbone.patch_embed.grid_size
     assert torch.equal(model.vision_encoder.absolute_pos_embed[0],
@@ -88,8 +88,8 @@ def test_demo_model_uses_it():
 
 def test_a_reference_checkpoint_without_it_leaves_it_at_its_start():
     torch.manual_seed(0)
-    plain = instantiate(compose_model("xvlm_tiny3")).eval()
-    placed = instantiate(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos"])).eval()
+    plain = build_model(compose_model("xvlm_tiny3")).eval()
+    placed = build_model(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos"])).eval()
     start = placed.vision_encoder.absolute_pos_embed.detach().clone()
     report = import_state_dict(placed, reference_state_dict(plain), reference_keymap(placed))
     assert list(report.initialised) == ["vision_encoder.absolute_pos_embed"]
@@ -99,8 +99,8 @@ def test_a_reference_checkpoint_without_it_leaves_it_at_its_start():
 
 def test_it_is_resampled_to_a_larger_image():
     torch.manual_seed(0)
-    small = instantiate(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos"])).eval()
-    big = instantiate(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos",
+    small = build_model(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos"])).eval()
+    big = build_model(compose_model("xvlm_tiny3", ["+vision.absolute_pos_embed=sincos",
                                                    "vision.image_size=192"])).eval()
     ref = reference_state_dict(small)
     report = import_state_dict(big, ref, reference_keymap(big))

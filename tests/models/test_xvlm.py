@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from transformers import BertModel
 
+from xvlm_lit.build import build_model
 from xvlm_lit.models.attention import MultiHeadAttention
 from xvlm_lit.models.pretrained_text import resolve_bert_dir
 from xvlm_lit.models.vision import VisionEncoder
@@ -17,7 +17,7 @@ from ..conftest import compose_model
 
 
 def test_base_model_has_reference_parameter_count():
-    model = instantiate(compose_model("xvlm_base"))
+    model = build_model(compose_model("xvlm_base"))
     n = sum(p.numel() for p in model.parameters())
     assert abs(n - 216e6) / 216e6 < 0.03
     assert n == 215_637_241  # the reference base model, exactly
@@ -83,7 +83,7 @@ def test_region_mask_hides_out_of_box_patches_from_fusion():
 
 
 def test_minilm_config_loads_local_bert_into_text_and_fusion_layers():
-    model = instantiate(compose_model("xvlm_tiny_minilm")).eval()
+    model = build_model(compose_model("xvlm_tiny_minilm")).eval()
     ref = BertModel.from_pretrained(resolve_bert_dir("builtin:minilm-l6"), add_pooling_layer=False,
                                     local_files_only=True).eval()
     ids = torch.tensor([[101, 1037, 2417, 4418, 0]])
@@ -97,9 +97,9 @@ def test_minilm_config_loads_local_bert_into_text_and_fusion_layers():
 
 def test_missing_bert_dir_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="no model.safetensors"):
-        instantiate(compose_model("xvlm_tiny_minilm", [f"bert_path={tmp_path}"]))
+        build_model(compose_model("xvlm_tiny_minilm", [f"bert_path={tmp_path}"]))
 
 
 def test_mismatched_vision_width_is_named():
     with pytest.raises(Exception, match="vision_width"):
-        instantiate(compose_model("xvlm_tiny", ["fusion.vision_width=64"]))
+        build_model(compose_model("xvlm_tiny", ["fusion.vision_width=64"]))

@@ -41,7 +41,6 @@ def build_model(name: str, overrides: Sequence[str] = ()) -> nn.Module:
     """Instantiate the model of a model yaml (or of a composed config's ``model`` node), with ``key=value``
     overrides relative to the model node. Pretrained initialisers (``bert_path``, ``vision.pretrained_path``) are
     switched off: the weights come from the checkpoint."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     node = OmegaConf.load(find_model_yaml(name))
@@ -54,12 +53,9 @@ def build_model(name: str, overrides: Sequence[str] = ()) -> nn.Module:
             raise ValueError(f"override {item!r} is not key=value")
         OmegaConf.update(cfg, f"model.{key.removeprefix('model.')}", OmegaConf.from_dotlist([f"v={value}"]).v,
                          force_add=False)
-    cfg.model.bert_path = None
-    if "init_from" in cfg.model:
-        cfg.model.init_from = None
-    if "vision" in cfg.model and "pretrained_path" in cfg.model.vision:
-        cfg.model.vision.pretrained_path = None
-    return instantiate(cfg.model)
+    from xvlm_lit.build import build_model as build  # lazy: the CLI sits above models
+
+    return build(cfg.model, load_weights=False)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

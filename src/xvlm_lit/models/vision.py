@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import timm
 import torch
@@ -21,9 +19,6 @@ class VisionEncoder(nn.Module):
     Args:
         model_name: a timm architecture name (e.g. ``swin_base_patch4_window7_224``).
         image_size: square input resolution ``R``.
-        pretrained_path: optional local checkpoint file (timm or original Swin/ViT layout), loaded strictly by
-            :func:`xvlm_lit.checkpoints.load_vision_checkpoint` (layout mapped, position tables resized, classifier
-            unused). Nothing is downloaded.
         drop_path_rate: stochastic depth rate.
         absolute_pos_embed: Swin only: add a learnable absolute position embedding ``[1, N0, C0]`` to the patch
             embeddings, initialised ``"learned"`` (truncated normal, std 0.02: the original Swin's ``ape`` option)
@@ -37,7 +32,6 @@ class VisionEncoder(nn.Module):
         self,
         model_name: str,
         image_size: int,
-        pretrained_path: str | None = None,
         drop_path_rate: float = 0.0,
         absolute_pos_embed: str | None = None,
         **timm_kwargs,
@@ -46,19 +40,9 @@ class VisionEncoder(nn.Module):
         timm_kwargs = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
                        for k, v in timm_kwargs.items()}  # Hydra lists -> tuples
         kwargs = dict(num_classes=0, img_size=image_size, drop_path_rate=drop_path_rate, **timm_kwargs)
-        path = Path(os.path.expanduser(pretrained_path)) if pretrained_path else None
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(
-                f"model.vision.pretrained_path={pretrained_path!r} is not a file: give a local timm or "
-                "original-Swin/ViT checkpoint (nothing is downloaded)."
-            )
         self.backbone = timm.create_model(model_name, **kwargs)
         self.model_name = model_name
         self.absolute_pos_embed = self._make_absolute_pos_embed(absolute_pos_embed) if absolute_pos_embed else None
-        if path is not None:
-            from xvlm_lit.checkpoints.pretrained import load_vision_checkpoint  # lazy: checkpoints sits above models
-
-            load_vision_checkpoint(self, path)
         self.image_size = image_size
         self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))
         self.width = int(self.backbone.num_features)

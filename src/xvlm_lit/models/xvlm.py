@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,8 +10,6 @@ from xvlm_lit.models.fusion import FusionEncoder
 from xvlm_lit.models.heads import MLMHead, mlp_head
 from xvlm_lit.models.text import TextEncoder
 from xvlm_lit.models.vision import VisionEncoder
-
-log = logging.getLogger(__name__)
 
 #: parameter-name prefixes / substrings of the parts X-VLM adds to its encoders (trained at a higher lr)
 NEW_PART_PREFIXES = ("vision_proj.", "text_proj.", "temp", "itm_head.", "bbox_head.")
@@ -29,13 +25,13 @@ class XVLM(nn.Module):
         fusion: the remaining BERT layers with cross-attention (``vision_width`` must equal ``vision.width``).
         embed_dim: contrastive feature size.
         temp: initial contrastive temperature.
-        bert_path: optional local BERT directory initialising text, fusion (and MLM head if it has one).
-        init_from: optional checkpoint initialising the whole network (a reference X-VLM ``.th``, our safetensors
-            export, a Lightning checkpoint): strict, every key mapped or named as intentionally unused.
+
+    Building reads no file: weights are loaded by :func:`xvlm_lit.build.build_model` (``model.bert_path``,
+    ``model.init_from``) or :mod:`xvlm_lit.checkpoints`.
     """
 
     def __init__(self, vision: VisionEncoder, text: TextEncoder, fusion: FusionEncoder, embed_dim: int = 256,
-                 temp: float = 0.07, bert_path: str | None = None, init_from: str | None = None) -> None:
+                 temp: float = 0.07) -> None:
         super().__init__()
         if fusion.vision_width != vision.width:
             raise ValueError(f"model.fusion.vision_width={fusion.vision_width} but the vision encoder "
@@ -48,15 +44,6 @@ class XVLM(nn.Module):
         self.itm_head = mlp_head(width, 2)
         self.bbox_head = mlp_head(width, 4)
         self.mlm_head = MLMHead(text.spec, text.word_embeddings)
-        if bert_path:
-            from xvlm_lit.checkpoints.pretrained import load_bert_dir  # lazy: checkpoints sits above models
-
-            report = load_bert_dir(self, bert_path)
-            log.info("initialised text/fusion from %s; %d tensors stay new", bert_path, len(report.initialised))
-        if init_from:
-            from xvlm_lit.checkpoints import init_from as load_checkpoint  # checkpoints import models, not back
-
-            load_checkpoint(self, init_from)
 
     @property
     def image_size(self) -> int:

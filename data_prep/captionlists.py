@@ -4,7 +4,13 @@ A list gives one image path and its caption(s) per row. Column names are found i
 (path: ``image``, ``image_path``, ``path``, ``filepath``, ``file_name``, ``filename``, ``file``, ``image_rpath``,
 ``img_path``; caption: ``caption``, ``captions``, ``text``, ``title``, ``txt``) or given explicitly (a name, or a
 0-based column index for header-less TSV/CSV). A header-less two-column TSV/CSV is read as (path, caption) or
-(caption, path), whichever column holds image file names. Parquet needs ``pyarrow``.
+(caption, path), whichever column holds image file names. Parquet needs ``pyarrow``. A ``.json`` file whose top
+level is an object is read as parallel arrays ``{"image_urls": [...], "captions": [...], ...}`` (SBU's
+``sbu-captions-all.json``), the image being the basename of each url.
+
+Plain-text inputs (TSV/CSV, JSON lines, SBU's url/caption files, img2dataset ``.txt`` captions) are decoded line by
+line as UTF-8, and a line that is not valid UTF-8 as Latin-1 (some caption dumps hold Latin-1 lines), so a byte
+like ``0xe0`` reads as "à" rather than failing or becoming U+FFFD.
 """
 
 from __future__ import annotations
@@ -18,12 +24,39 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.convert import ConvertError
-from data_prep.jsonstream import iter_array
+from data_prep.jsonstream import iter_array, iter_object
 
 PATH_KEYS = ("image", "image_path", "path", "filepath", "file_name", "filename", "file", "image_rpath", "img_path")
 CAPTION_KEYS = ("caption", "captions", "text", "title", "txt")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 Row = tuple[str, Any]  # (image path, caption str or list of str)
+URLS, CAPTIONS = "image_urls", "captions"  # the parallel arrays of SBU's sbu-captions-all.json
+
+
+def decode_line(line: bytes) -> str:
+    """One line of a plain-text file: UTF-8, or Latin-1 when it is not valid UTF-8 (every byte string is)."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
+
+
+def decode_text(data: bytes) -> str:
+    """A plain text decoded line by line with :func:`decode_line` (line ends kept)."""
+    return "".join(decode_line(line) for line in data.splitlines(keepends=True))
+
+
+def text_lines(path: str | Path) -> Iterator[str]:
+    """The lines of a plain-text file (line ends kept), each decoded with :func:`decode_line`; a UTF-8 byte-order
+    mark at the start is dropped."""
+    with open(path, "rb") as fp:
+        for index, line in enumerate(fp):
+            yield decode_line(line[3:] if index == 0 and line.startswith(b"\xef\xbb\xbf") else line)
+
+
+def url_basename(url: str) -> str:
+    """The file name a ``wget``-style download gives an image url (its last path part; "" when there is none)."""
+    return url.strip().rstrip("/").rsplit("/", 1)[-1]
 
 
 def _pick(names: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, where: Path) -> str:
@@ -55,25 +88,24 @@ def _looks_like_image(value: str) -> bool:
 def _delimited(path: Path, path_col: str | None, caption_col: str | None) -> Iterator[Row]:
     csv.field_size_limit(2**31 - 1)  # captions can be long; the default limit is 128 KiB
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
-    with open(path, newline="", encoding="utf-8") as fp:
-        reader = csv.reader(fp, delimiter=delimiter)
-        first = next(reader, None)
-        if first is None:
-            return
-        names = [c.strip() for c in first]
-        lower = {n.lower() for n in names}
-        if (path_col in names or lower & set(PATH_KEYS)) and (caption_col in names or lower & set(CAPTION_KEYS)):
-            yield from _dict_rows((dict(zip(names, r, strict=False)) for r in reader), path, path_col, caption_col)
-            return
-        if path_col is not None and caption_col is not None and path_col.isdigit() and caption_col.isdigit():
-            p, c = int(path_col), int(caption_col)
-        elif len(first) == 2 and _looks_like_image(first[0]) != _looks_like_image(first[1]):
-            p, c = (0, 1) if _looks_like_image(first[0]) else (1, 0)
-        else:
-            raise ConvertError(f"{path}: no header naming the path/caption columns and the first row does not tell "
-                               f"which column is the image; pass --path-col N --caption-col N (0-based)")
-        for row in itertools.chain([first], reader):
-            yield (row[p] if len(row) > p else ""), (row[c] if len(row) > c else "")
+    reader = csv.reader(text_lines(path), delimiter=delimiter)  # a quoted field may span lines: their ends are kept
+    first = next(reader, None)
+    if first is None:
+        return
+    names = [c.strip() for c in first]
+    lower = {n.lower() for n in names}
+    if (path_col in names or lower & set(PATH_KEYS)) and (caption_col in names or lower & set(CAPTION_KEYS)):
+        yield from _dict_rows((dict(zip(names, r, strict=False)) for r in reader), path, path_col, caption_col)
+        return
+    if path_col is not None and caption_col is not None and path_col.isdigit() and caption_col.isdigit():
+        p, c = int(path_col), int(caption_col)
+    elif len(first) == 2 and _looks_like_image(first[0]) != _looks_like_image(first[1]):
+        p, c = (0, 1) if _looks_like_image(first[0]) else (1, 0)
+    else:
+        raise ConvertError(f"{path}: no header naming the path/caption columns and the first row does not tell "
+                           f"which column is the image; pass --path-col N --caption-col N (0-based)")
+    for row in itertools.chain([first], reader):
+        yield (row[p] if len(row) > p else ""), (row[c] if len(row) > c else "")
 
 
 def _parquet(path: Path) -> Iterator[dict]:
@@ -87,10 +119,48 @@ def _parquet(path: Path) -> Iterator[dict]:
 
 
 def _json_lines(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as fp:
-        for line in fp:
-            if line.strip():
-                yield json.loads(line)
+    for line in text_lines(path):
+        if line.strip():
+            yield json.loads(line)
+
+
+def _first_char(path: Path) -> str:
+    """The first non-whitespace character of a text file ("" when there is none)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fp:
+        while chunk := fp.read(1 << 12):
+            if chunk.strip():
+                return chunk.lstrip()[0]
+    return ""
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, list | Iterator)  # iter_object gives a streamed array as an iterator
+
+
+def _parallel_arrays(path: Path) -> Iterator[Row]:
+    """Rows of ``{"image_urls": [...], "captions": [...], ...}`` (SBU's ``sbu-captions-all.json``): image = the
+    basename of the url. Whichever array comes first is held in memory, the second is streamed beside it."""
+    held: tuple[str, list] | None = None
+    for key, value in iter_object(path, stream={URLS, CAPTIONS}):
+        if key not in (URLS, CAPTIONS):
+            continue
+        if not _is_array(value):
+            raise ConvertError(f"{path}: {key!r} must be an array")
+        if held is None:
+            held = (key, [url_basename(v) if key == URLS and isinstance(v, str) else v for v in value])
+            continue
+        n = 0
+        for n, item in enumerate(value, 1):
+            if n > len(held[1]):
+                break
+            other = held[1][n - 1]
+            yield (other, item) if key == CAPTIONS else (url_basename(item) if isinstance(item, str) else "", other)
+        if n != len(held[1]):
+            raise ConvertError(f"{path}: {held[0]!r} has {len(held[1])} entries but {key!r} has "
+                               f"{'more' if n > len(held[1]) else n}; the arrays must be parallel")
+        return
+    raise ConvertError(f"{path}: a JSON object without both {URLS!r} and {CAPTIONS!r} arrays; expected a JSON array "
+                       f"of objects (one per image) or SBU's sbu-captions-all.json layout")
 
 
 def read_list(path: str | Path, path_col: str | None = None, caption_col: str | None = None) -> Iterator[Row]:
@@ -103,6 +173,8 @@ def read_list(path: str | Path, path_col: str | None = None, caption_col: str | 
         yield from _delimited(path, path_col, caption_col)
     elif suffix in (".jsonl", ".ndjson"):
         yield from _dict_rows(_json_lines(path), path, path_col, caption_col)
+    elif suffix == ".json" and _first_char(path) == "{":
+        yield from _parallel_arrays(path)
     elif suffix == ".json":
         yield from _dict_rows(iter_array(path), path, path_col, caption_col)
     elif suffix == ".parquet":
@@ -113,7 +185,7 @@ def read_list(path: str | Path, path_col: str | None = None, caption_col: str | 
 
 # ----------------------------------------------------------------------------------------------- img2dataset
 def _caption(text: bytes) -> str:
-    return text.decode("utf-8", errors="replace")
+    return decode_text(text)
 
 
 def img2dataset_tars(folder: Path) -> list[Path]:

@@ -7,8 +7,9 @@
 
 ``--list`` takes TSV/CSV (with a header naming the columns, or two columns: path and caption in either order),
 JSON (an array of objects), JSON lines, or parquet (needs pyarrow) with an image path and a caption (or a list of
-captions) per row; relative paths are resolved against ``--images`` (default: the list's folder). Records keep the
-order of the list (then of the next list), so shards are deterministic.
+captions) per row; relative paths are resolved against ``--images`` (default: the list's folder; when given it
+must exist). Text lists are decoded per line as UTF-8 with a Latin-1 fallback. Records keep the order of the list
+(then of the next list), so shards are deterministic.
 
 ``--img2dataset`` reads an img2dataset output folder (``webdataset`` format ``*.tar`` with ``.jpg`` + ``.txt``, or
 the ``files`` format) and re-shards it with resized images and schema json. ``--index-only`` instead leaves the
@@ -52,6 +53,13 @@ def list_items(lists: list[str | Path], images: str | Path | None, source: str, 
             index += 1
 
 
+def image_roots(lists: list[str | Path], images: str | Path | None, img2dataset: str | Path | None = None) -> str:
+    """Where the images of a run are looked up, in words (for error messages)."""
+    roots = [str(images)] if images and lists else [f"{Path(p).parent} (the folder of {Path(p).name})" for p in lists]
+    roots += [f"the img2dataset folder {img2dataset}"] if img2dataset else []
+    return ", ".join(dict.fromkeys(roots))
+
+
 def img2dataset_items(folder: str | Path, source: str) -> Iterator[Item]:
     """Records of an img2dataset output folder (its keys are kept)."""
     for key, locator, caption in scan_img2dataset(folder):
@@ -63,9 +71,11 @@ def convert_list(out: str | Path, lists: list[str] = (), images: str | None = No
     """Convert list files and/or an img2dataset folder; ``kw`` are further Options fields. Returns the manifest."""
     if not lists and not img2dataset:
         raise convert.ConvertError("give --list and/or --img2dataset")
+    convert.require_dir(images)
     args = {"lists": [Path(p).name for p in lists], "img2dataset": Path(img2dataset).name if img2dataset else None,
             "path_col": path_col, "caption_col": caption_col}
-    opts = convert.Options(out=Path(out), source=source, args=args, **kw)
+    opts = convert.Options(out=Path(out), source=source, args=args, image_root=image_roots(lists, images, img2dataset),
+                           **kw)
 
     def items() -> Iterator[Item]:
         if lists:
@@ -95,6 +105,10 @@ def index_img2dataset(folder: str | Path, out: str | Path, source: str = SOURCE)
         manifest.add_shard(tar_path.name, n, tar_path.stat().st_size)
     if not manifest.shards:
         raise convert.ConvertError(f"{folder}: --index-only needs img2dataset's webdataset output (*.tar)")
+    if manifest.counts["images"] == 0 and skipped.total():
+        raise convert.ConvertError(f"{folder}: no usable sample in its shards (skipped: "
+                                   + ", ".join(f"{k}={v['count']}" for k, v in skipped.to_dict().items())
+                                   + "); no manifest written. Did img2dataset download any image?")
     manifest.skipped = skipped.to_dict()
     Path(out).mkdir(parents=True, exist_ok=True)
     manifest.write(Path(out) / convert.MANIFEST)
@@ -102,7 +116,9 @@ def index_img2dataset(folder: str | Path, out: str | Path, source: str = SOURCE)
 
 
 def add_list_args(parser: argparse.ArgumentParser, source: str) -> None:
-    parser.add_argument("--list", nargs="*", default=[], dest="lists", help="list files (tsv/csv/json/jsonl/parquet)")
+    parser.add_argument("--list", nargs="*", default=[], dest="lists",
+                        help="list files (tsv/csv/json/jsonl/parquet; a json object of parallel 'image_urls' / "
+                             "'captions' arrays is read as SBU's sbu-captions-all.json)")
     parser.add_argument("--images", help="root of relative image paths (default: each list's folder)")
     parser.add_argument("--path-col", help="image path column (name, or 0-based index for header-less TSV/CSV)")
     parser.add_argument("--caption-col", help="caption column (name, or 0-based index for header-less TSV/CSV)")

@@ -66,6 +66,7 @@ def _records(data: CocoStyle, karpathy: dict[int, dict], root: Path, ids: list[i
 def convert_coco(images: str | Path, out: str | Path, captions: list[str] = (), instances: list[str] = (),
                  karpathy: str | None = None, include_karpathy_eval: bool = False, **kw) -> dict[str, Any]:
     """Convert COCO; ``kw`` are further :class:`data_prep.convert.Options` fields. Returns the manifest."""
+    convert.require_dir(images)
     if not (captions or instances or karpathy):
         raise convert.ConvertError("give --captions, --instances and/or --karpathy")
     if karpathy is None and not include_karpathy_eval:
@@ -75,7 +76,7 @@ def convert_coco(images: str | Path, out: str | Path, captions: list[str] = (), 
     split = read_karpathy(karpathy, with_captions=not captions) if karpathy else {}
     args = {"captions": [Path(p).name for p in captions], "instances": [Path(p).name for p in instances],
             "karpathy": Path(karpathy).name if karpathy else None, "include_karpathy_eval": include_karpathy_eval}
-    opts = convert.Options(out=Path(out), source=kw.pop("source", SOURCE), args=args, **kw)
+    opts = convert.Options(out=Path(out), source=kw.pop("source", SOURCE), args=args, image_root=str(images), **kw)
     skipped, dropped = convert.Tally(), convert.Tally()
     if data.bad_annotations:
         dropped.add("bad_annotation", "annotation files", data.bad_annotations)

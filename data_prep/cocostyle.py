@@ -9,6 +9,7 @@ is kept: per image its declared size and file names, its captions, and its boxes
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from data_prep.jsonstream import iter_object
 
 BOX_FIELDS = 5  # x, y, w, h, category id
+_RELEASE_PREFIX = re.compile(r"^images/v\d+/(.+)$")
 
 
 @dataclass
@@ -88,12 +90,22 @@ def read_coco_style(paths: list[str | os.PathLike], data: CocoStyle | None = Non
     return data
 
 
+def release_relative(name: str) -> str | None:
+    """``name`` without a leading ``images/vN/`` (Objects365 annotations say ``images/v1/patch0/x.jpg`` while the
+    released archives unpack to ``train/patch0/x.jpg``), or None when it has no such prefix."""
+    match = _RELEASE_PREFIX.match(name.replace("\\", "/"))
+    return match.group(1) if match else None
+
+
 def image_candidates(root: Path, names: list[str], subdirs: tuple[str, ...]) -> Iterator[str]:
-    """Paths where an image may lie: ``root/name``, ``root/<subdir>/name`` and ``root/<basename>``."""
+    """Paths where an image may lie, in this order: ``root/name`` and ``root/<subdir>/name``; the same with a
+    leading ``images/vN/`` stripped from ``name`` (:func:`release_relative`); then ``root/<basename>`` and
+    ``root/<subdir>/<basename>``."""
     seen = set()
     for name in names:
-        for path in (root / name, *(root / d / name for d in subdirs), root / Path(name).name,
-                     *(root / d / Path(name).name for d in subdirs)):
-            if str(path) not in seen:
-                seen.add(str(path))
-                yield str(path)
+        variants = [name, *filter(None, [release_relative(name)]), Path(name).name]
+        for variant in variants:
+            for path in (root / variant, *(root / d / variant for d in subdirs)):
+                if str(path) not in seen:
+                    seen.add(str(path))
+                    yield str(path)

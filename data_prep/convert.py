@@ -7,9 +7,18 @@ Each shard is built by one worker: written to ``.NAME.tmp``, its manifest part t
 tar is renamed into place (a shard whose records were all skipped is an empty tar, so numbering has no gaps).
 A re-run skips every shard whose tar and part exist (made with the same settings), so a killed conversion resumes
 where it stopped. ``manifest.json`` is merged from the parts once all shards are done; its presence marks a
-finished conversion. Its ``skipped`` counts samples not written by reason, ``dropped`` the captions/boxes removed
-from samples (see :mod:`data_prep.samples`), ``adjusted`` what was changed in place, ``records`` the records
-sharded (after the exclusions a converter makes up front, which are counted in ``skipped`` too).
+finished conversion. Its ``skipped`` counts samples not written by reason, ``skipped_detail`` gives one example per
+reason with more to say (for ``missing_image`` the paths tried), ``dropped`` the captions/boxes removed from samples
+(see :mod:`data_prep.samples`), ``adjusted`` what was changed in place, ``records`` the records sharded (after the
+exclusions a converter makes up front, which are counted in ``skipped`` too).
+
+A run that keeps no sample of a non-empty input fails with a :class:`ConvertError` naming the likely cause (for
+``missing_image``: the image root, the paths tried for one record, "check --images"). It writes no ``manifest.json``
+(whose presence means a usable conversion) but ``manifest.failed.json`` with the same counts for inspection, and it
+removes its shards and parts, which hold no sample, so that a re-run with corrected inputs converts afresh.
+
+A re-run with other settings than the finished (or half-done) shards in ``--out`` is refused before anything there
+is touched.
 
 Set ``DATA_PREP_FAIL_AFTER_SHARDS=N`` to make the runner stop with an error after writing N shards (used by the
 tests to simulate a conversion killed half-way).
@@ -42,6 +51,8 @@ from data_prep.shards import MAX_SIDE, MAX_SKIP_EXAMPLES, Manifest, encode_json,
 FAIL_ENV = "DATA_PREP_FAIL_AFTER_SHARDS"
 PARTS = "parts"
 MANIFEST = "manifest.json"
+FAILED = "manifest.failed.json"
+MAX_DETAIL = 600  # characters of a skip detail kept in parts and the manifest
 PART_VERSION = 1
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -64,6 +75,7 @@ class Options:
     overwrite: bool = False
     progress: bool = True
     args: dict[str, Any] = field(default_factory=dict)
+    image_root: str | None = None  # where images are looked up, for error messages only (not in the signature)
 
     def signature(self) -> dict[str, Any]:
         """The settings that determine the shards' content."""
@@ -106,6 +118,15 @@ def shard_name(source: str, index: int) -> str:
     return f"{source}-{index:06d}.tar"
 
 
+def require_dir(path: str | os.PathLike | None, flag: str = "--images") -> None:
+    """Fail up front when a folder option names no existing folder (``None``: not given, nothing to check)."""
+    if path is None:
+        return
+    if not Path(path).is_dir():
+        what = "is a file, not a folder" if Path(path).exists() else "does not exist"
+        raise ConvertError(f"{flag} {path} {what}; give the folder that holds the images")
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -135,6 +156,7 @@ def write_shard(task: _ShardTask) -> dict[str, Any]:
     name = shard_name(task.source, task.index)
     final, tmp = task.out / name, task.out / f".{name}.tmp"
     counts, skipped, dropped, adjusted, keys = Manifest(task.source), Tally(), Tally(), Counter(), set()
+    details: dict[str, str] = {}
     with wds.TarWriter(str(tmp), encoder=False, mtime=0.0, user="", group="", mode=0o444) as tar:
         for item in task.items:
             sample = _sample(task, item)
@@ -142,6 +164,8 @@ def write_shard(task: _ShardTask) -> dict[str, Any]:
                 dropped.add(reason, sample.key, n)
             if isinstance(sample, Skipped):
                 skipped.add(sample.reason, sample.key)
+                if sample.detail and sample.reason not in details:
+                    details[sample.reason] = f"{sample.key}: {sample.detail}"[:MAX_DETAIL]
                 continue
             problems = validate_record(sample.record, task.max_side)
             reason = problem_code(problems[0]) if problems else ("duplicate_key" if sample.key in keys else "")
@@ -154,8 +178,8 @@ def write_shard(task: _ShardTask) -> dict[str, Any]:
             counts.count(sample.record)
     part = {"version": PART_VERSION, "index": task.index, "name": name, "signature": task.signature,
             "records": len(task.items), "samples": counts.counts["images"], "bytes": os.path.getsize(tmp),
-            "counts": counts.counts, "skipped": skipped.to_dict(), "dropped": dropped.to_dict(),
-            "adjusted": dict(sorted(adjusted.items()))}
+            "counts": counts.counts, "skipped": skipped.to_dict(), "skipped_detail": dict(sorted(details.items())),
+            "dropped": dropped.to_dict(), "adjusted": dict(sorted(adjusted.items()))}
     _atomic_write_text(task.out / PARTS / f"{name[:-4]}.json", json.dumps(part, indent=1) + "\n")
     os.replace(tmp, final)  # the tar appears last: its presence means the shard and its part are complete
     return part
@@ -205,22 +229,33 @@ def ordered_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int) ->
                 future.cancel()
 
 
+def _check_settings(opts: Options, parts: list[Path]) -> None:
+    """Refuse to run over shards made with other settings (nothing is changed in ``--out`` before this passes)."""
+    for path in parts:
+        try:
+            part = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # an unreadable part marks its shard as not done: it is rebuilt
+        if isinstance(part, dict) and part.get("signature") != opts.signature():
+            raise ConvertError(f"{opts.out} holds shards made with other settings ({path.name}: "
+                               f"{part.get('signature')}); pass --overwrite or choose another --out")
+
+
 def _prepare_out(opts: Options) -> None:
+    """Check, then make ``--out`` ready: all checks come before anything is deleted, so a refused run loses
+    nothing (the manifest, shards and parts of a finished conversion stay as they were)."""
     out = opts.out
+    parts = sorted((out / PARTS).glob(f"{opts.source}-*.json"))
+    if not opts.overwrite:
+        _check_settings(opts, parts)
     (out / PARTS).mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
+    (out / FAILED).unlink(missing_ok=True)
     for tmp in [*out.glob(f".{opts.source}-*.tmp"), *(out / PARTS).glob(f".{opts.source}-*.tmp")]:
         tmp.unlink()  # left by a run that was killed mid-shard
-    parts = sorted((out / PARTS).glob(f"{opts.source}-*.json"))
     if opts.overwrite:
         for path in [*parts, *out.glob(f"{opts.source}-*.tar")]:
             path.unlink()
-        return
-    for path in parts:
-        part = json.loads(path.read_text(encoding="utf-8"))
-        if part.get("signature") != opts.signature():
-            raise ConvertError(f"{out} holds shards made with other settings ({path.name}: {part.get('signature')});"
-                               f" pass --overwrite or choose another --out")
 
 
 def _remove_stale(out: Path, source: str, n_shards: int) -> None:
@@ -236,6 +271,7 @@ def merge_parts(opts: Options, n_shards: int, records: int, pre_skipped: Tally |
     """The run's manifest: the parts of shards ``0 .. n_shards-1`` plus what was skipped/dropped before sharding."""
     manifest = Manifest(opts.source, args=opts.signature())
     skipped, dropped, adjusted = Tally((pre_skipped or Tally()).data), Tally((pre_dropped or Tally()).data), Counter()
+    details: dict[str, str] = {}
     for index in range(n_shards):
         part = _load_part(opts.out, opts.source, index)
         if part is None:
@@ -243,13 +279,15 @@ def merge_parts(opts: Options, n_shards: int, records: int, pre_skipped: Tally |
         for k, v in part["counts"].items():
             manifest.counts[k] = manifest.counts.get(k, 0) + v
         skipped.merge(part["skipped"])
+        for reason, detail in part.get("skipped_detail", {}).items():
+            details.setdefault(reason, detail)
         dropped.merge(part["dropped"])
         adjusted.update(part["adjusted"])
         manifest.add_shard(part["name"], part["samples"], part["bytes"])
     manifest.skipped = skipped.to_dict()
     data = manifest.to_dict()
-    data.update({"records": records, "dropped": dropped.to_dict(), "dropped_total": dropped.total(),
-                 "adjusted": dict(sorted(adjusted.items()))})
+    data.update({"records": records, "skipped_detail": dict(sorted(details.items())), "dropped": dropped.to_dict(),
+                 "dropped_total": dropped.total(), "adjusted": dict(sorted(adjusted.items()))})
     return data
 
 
@@ -290,8 +328,61 @@ def run(items: Iterable[Any], to_raw: Callable[[Any], Raw | Skipped], opts: Opti
                 raise RuntimeError(f"{FAIL_ENV}={fail_after}: stopping after {written} shard(s)")
     _remove_stale(opts.out, opts.source, n_shards)
     data = merge_parts(opts, n_shards, records, pre_skipped, pre_dropped)
+    if data["counts"]["images"] == 0 and data["skipped_total"] > 0:
+        _fail_empty(opts, data)
     _atomic_write_text(opts.out / MANIFEST, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return data
+
+
+# ----------------------------------------------------------------------------------------------- nothing kept
+_HINTS = {
+    "unreadable_image": "the image files do not decode (truncated downloads, or not images?)",
+    "size_mismatch": "the image files have other aspect ratios than the annotation declares: are they the images "
+                     "of this annotation release?",
+    "karpathy_eval": "every image is a Karpathy test/val image (see --include-karpathy-eval)",
+    "no_annotations": "no image of the annotation files has a box",
+    "bad_line": "the lines are not JSON objects with an image (binary or image_rpath)",
+    "empty_caption": "the texts are empty after cleaning: is the caption column the right one (--caption-col)?",
+    "no_text": "the records carry no caption, region or object: is the caption column the right one?",
+}
+
+
+def _shorten(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def empty_run_message(opts: Options, data: dict[str, Any]) -> str:
+    """Why a run kept no sample: the skip counts, the most frequent reason's likely cause, and what to check."""
+    skipped = data["skipped"]
+    total = data["skipped_total"]
+    reason = max(skipped, key=lambda r: (skipped[r]["count"], r))
+    counts = ", ".join(f"{r}={v['count']}" for r, v in sorted(skipped.items(), key=lambda kv: -kv[1]["count"]))
+    lines = [f"{opts.source}: no sample kept of {total} record(s) (skipped: {counts})."]
+    detail = data.get("skipped_detail", {}).get(reason)
+    examples = ", ".join(skipped[reason]["examples"][:3])
+    if reason == "missing_image":
+        root = opts.image_root or "the folder given with --images"
+        lines.append(f"No image file was found for {skipped[reason]['count']} record(s); images were searched under "
+                     f"{root}.")
+        lines.append(f"e.g. record {_shorten(detail)}" if detail else f"e.g. records {examples}")
+        lines.append("Check --images: it must be the folder that holds the image files under the names (and "
+                     "sub-folders) that the input files give.")
+    else:
+        lines.append(f"Most were skipped as {reason} (e.g. {examples})"
+                     + (f": {_HINTS[reason]}." if reason in _HINTS else "."))
+        if detail:
+            lines.append(f"e.g. {_shorten(detail)}")
+    lines.append(f"No manifest.json was written; skip counts and examples are in {opts.out / FAILED}.")
+    return "\n".join(lines)
+
+
+def _fail_empty(opts: Options, data: dict[str, Any]) -> None:
+    """End a run that kept nothing: write ``manifest.failed.json``, remove its empty shards and parts (so a re-run
+    with corrected inputs does not reuse them) and raise :class:`ConvertError`."""
+    _atomic_write_text(opts.out / FAILED, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    for path in [*opts.out.glob(f"{opts.source}-*.tar"), *(opts.out / PARTS).glob(f"{opts.source}-*.json")]:
+        path.unlink()
+    raise ConvertError(empty_run_message(opts, data))
 
 
 # ----------------------------------------------------------------------------------------------- CLI helpers

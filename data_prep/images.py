@@ -28,7 +28,7 @@ class ImageSkip(Exception):
 
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -67,7 +67,7 @@ def _open(source: ImageSource) -> Image.Image:
     for path in candidates:
         if os.path.isfile(path):
             return Image.open(path)
-    raise ImageSkip("missing_image", ", ".join(str(p) for p in candidates) or "no path")
+    raise ImageSkip("missing_image", "tried " + (", ".join(str(p) for p in candidates) or "no path"))
 
 
 def _orientation(image: Image.Image) -> int:

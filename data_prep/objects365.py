@@ -4,9 +4,11 @@
 
 The annotation files (``{"images", "annotations", "categories"}``, boxes ``[x, y, w, h]`` in pixels) are streamed
 and only the boxes are kept in memory, packed. Images are looked up as ``O365_ROOT/<file_name>``, then
-``O365_ROOT/images/<file_name>``, ``O365_ROOT/train/<file_name>``, ``O365_ROOT/val/<file_name>`` and the same with
-the file name's basename (v2 names read ``images/v1/patch8/objects365_v1_00420917.jpg``). Images listed without any
-box are counted as ``no_annotations``. Records are sorted by image id.
+``O365_ROOT/{images,train,val}/<file_name>``, then the same with the file name's leading ``images/vN/`` stripped
+(the annotations say ``images/v1/patch8/objects365_v1_00420917.jpg`` or ``images/v2/patch16/...``, while the
+released archives unpack to ``train/patch8/...`` and ``val/patch16/...``), then with the file name's basename.
+``--images`` must exist. Images listed without any box are counted as ``no_annotations``. Records are sorted by
+image id.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ SUBDIRS = ("images", "train", "val")
 def convert_objects365(annotations: list[str], images: str | Path, out: str | Path, source: str = SOURCE,
                        **kw) -> dict:
     """Convert Objects365; ``kw`` are further :class:`data_prep.convert.Options` fields. Returns the manifest."""
+    convert.require_dir(images)
     data = read_coco_style(annotations)
     opts = convert.Options(out=Path(out), source=source, args={"annotations": [Path(p).name for p in annotations]},
-                           **kw)
+                           image_root=str(images), **kw)
     skipped, dropped, root = convert.Tally(), convert.Tally(), Path(images)
     if data.bad_annotations:
         dropped.add("bad_annotation", "annotation files", data.bad_annotations)

@@ -78,12 +78,13 @@ def records(boxes: list[str | Path], classes: dict[str, str], images: Path, sour
 def convert_openimages(boxes: list[str], classes: str, images: str | Path, out: str | Path, source: str = SOURCE,
                        **kw) -> dict:
     """Convert Open Images boxes; ``kw`` are further :class:`data_prep.convert.Options` fields."""
+    convert.require_dir(images)
     for path in (*boxes, classes):
         if not Path(path).is_file():
             raise FileNotFoundError(f"file not found: {path}")
     names = read_classes(classes)
     args = {"boxes": [Path(p).name for p in boxes], "classes": Path(classes).name}
-    opts = convert.Options(out=Path(out), source=source, args=args, **kw)
+    opts = convert.Options(out=Path(out), source=source, args=args, image_root=str(images), **kw)
     dropped = convert.Tally()
     return convert.run(records(boxes, names, Path(images), source, dropped), convert.identity, opts,
                        pre_dropped=dropped)

@@ -70,11 +70,13 @@ class Built:
 
 @dataclass
 class Skipped:
-    """A sample not written, under ``reason``; ``dropped`` holds the texts/boxes removed before it was given up."""
+    """A sample not written, under ``reason``; ``dropped`` holds the texts/boxes removed before it was given up;
+    ``detail`` says more when there is more to say (for ``missing_image``: the paths tried)."""
 
     key: str
     reason: str
     dropped: Counter = field(default_factory=Counter)
+    detail: str = ""
 
 
 def normalise_text(text: Any) -> str:
@@ -183,7 +185,7 @@ def build(raw: Raw, source: str, max_side: int, quality: int) -> Built | Skipped
     try:
         loaded = load_image(raw.image, max_side)
     except ImageSkip as skip:
-        return Skipped(raw.key, skip.reason)
+        return Skipped(raw.key, skip.reason, detail=skip.detail)
     dropped, adjusted = Counter(), Counter()
     if loaded.orientation != 1:
         adjusted["exif_rotated"] += 1

@@ -3,11 +3,15 @@
     python -m data_prep.sbu --urls SBU_captioned_photo_dataset_urls.txt \\
         --captions SBU_captioned_photo_dataset_captions.txt --images SBU_ROOT --out shards/sbu
     python -m data_prep.sbu --img2dataset sbu_img2dataset/ --out shards/sbu
+    python -m data_prep.sbu --list sbu-captions-all.json --images SBU_ROOT --out shards/sbu
     python -m data_prep.sbu --list sbu.tsv --images SBU_ROOT --out shards/sbu
 
 With ``--urls``/``--captions`` (the published SBU files, one url / caption per line, same order), each image is
-looked up as ``SBU_ROOT/<basename of its url>`` (how ``wget``-style downloads name files). ``--list`` and
-``--img2dataset`` work as in ``python -m data_prep.cc``.
+looked up as ``SBU_ROOT/<basename of its url>`` (how ``wget``-style downloads name files). Both files are read as
+bytes and decoded line by line as UTF-8, falling back to Latin-1 for a line that is not valid UTF-8 (so a
+Latin-1 byte 0xe0 reads "à", not U+FFFD). ``--list`` also reads the single-file release ``sbu-captions-all.json``
+(one object of parallel arrays ``{"image_urls": [...], "captions": [...], "user_ids": [...]}``; image =
+``SBU_ROOT/<basename of its url>``). ``--list`` and ``--img2dataset`` work as in ``python -m data_prep.cc``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from data_prep import cc, convert
+from data_prep.captionlists import text_lines, url_basename
 
 SOURCE = "sbu"
 
@@ -28,20 +33,20 @@ def sbu_items(urls: str | Path, captions: str | Path, images: str | Path, source
         if not Path(path).is_file():
             raise FileNotFoundError(f"file not found: {path}")
     root = Path(images)
-    with open(urls, encoding="utf-8") as fu, open(captions, encoding="utf-8", errors="replace") as fc:
-        for index, (url, caption) in enumerate(itertools.zip_longest(fu, fc)):
-            if url is None or caption is None:
-                raise convert.ConvertError(f"{urls} and {captions} have different numbers of lines "
-                                           f"(one ends at line {index + 1})")
-            name = url.strip().rstrip("/").rsplit("/", 1)[-1]
-            key = f"{index:09d}"
-            yield key, f"{source}/{key}", ("file", str(root / name) if name else f"{root}/<no url>"), caption.strip()
+    for index, (url, caption) in enumerate(itertools.zip_longest(text_lines(urls), text_lines(captions))):
+        if url is None or caption is None:
+            raise convert.ConvertError(f"{urls} and {captions} have different numbers of lines "
+                                       f"(one ends at line {index + 1})")
+        name = url_basename(url)
+        key = f"{index:09d}"
+        yield key, f"{source}/{key}", ("file", str(root / name) if name else f"{root}/<no url>"), caption.strip()
 
 
 def convert_sbu(out: str | Path, urls: str, captions: str, images: str, source: str = SOURCE, **kw) -> dict:
     """Convert SBU's url/caption files; ``kw`` are further Options fields. Returns the manifest."""
+    convert.require_dir(images)
     args = {"urls": Path(urls).name, "captions": Path(captions).name}
-    opts = convert.Options(out=Path(out), source=source, args=args, **kw)
+    opts = convert.Options(out=Path(out), source=source, args=args, image_root=str(images), **kw)
     return convert.run(sbu_items(urls, captions, images, source), cc.to_raw, opts)
 
 

@@ -112,6 +112,7 @@ def convert_vg(images: str | Path, image_data: str | Path, out: str | Path, regi
                objects: str | None = None, attributes: str | None = None, karpathy: str | None = None,
                include_karpathy_eval: bool = False, caption_min_area: float = CAPTION_MIN_AREA, **kw) -> dict:
     """Convert Visual Genome; ``kw`` are further :class:`data_prep.convert.Options` fields. Returns the manifest."""
+    convert.require_dir(images)
     files = {k: v for k, v in (("regions", regions), ("objects", objects), ("attributes", attributes)) if v}
     if not files:
         raise convert.ConvertError("give --regions, --objects and/or --attributes")
@@ -125,7 +126,7 @@ def convert_vg(images: str | Path, image_data: str | Path, out: str | Path, regi
     args = {**{k: Path(v).name for k, v in files.items()}, "image_data": Path(image_data).name,
             "karpathy": Path(karpathy).name if karpathy else None, "include_karpathy_eval": include_karpathy_eval,
             "caption_min_area": caption_min_area}
-    opts = convert.Options(out=Path(out), source=kw.pop("source", SOURCE), args=args, **kw)
+    opts = convert.Options(out=Path(out), source=kw.pop("source", SOURCE), args=args, image_root=str(images), **kw)
     skipped, root = convert.Tally(), Path(images)
 
     def records() -> Iterator[Raw]:

@@ -77,9 +77,11 @@ def test_cc_headerless_json_jsonl_lists(photo_dir, tmp_path, conv):
     (tmp_path / "amb.tsv").write_text("a\tb\n")
     with pytest.raises(convert.ConvertError, match="--path-col"):
         cc.convert_list(tmp_path / "o2", [tmp_path / "amb.tsv"], **KW)
-    explicit = cc.convert_list(tmp_path / "o3", [tmp_path / "amb.tsv"], images=photo_dir, path_col="0",
-                               caption_col="1", **KW)
-    assert explicit["skipped"] == {"missing_image": {"count": 1, "examples": ["000000000"]}}
+    with pytest.raises(convert.ConvertError, match="missing_image=1"):  # column 0 ("a") taken as the path
+        cc.convert_list(tmp_path / "o3", [tmp_path / "amb.tsv"], images=photo_dir, path_col="0", caption_col="1",
+                        **KW)
+    failed = json.loads((tmp_path / "o3" / "manifest.failed.json").read_text())
+    assert failed["skipped"] == {"missing_image": {"count": 1, "examples": ["000000000"]}}
 
 
 def test_cc_parquet_needs_pyarrow(tmp_path, monkeypatch):
@@ -141,3 +143,74 @@ def test_sbu_url_caption_files_and_cli(photo_dir, tmp_path, conv, capsys):
     with pytest.raises(SystemExit) as exc:
         cc.main(["--help"])
     assert exc.value.code == 0 and "--img2dataset" in capsys.readouterr().out
+
+
+def test_sbu_latin1_lines_are_decoded_not_replaced(tmp_path, conv):
+    """SBU's published files: a line that is not UTF-8 is read as Latin-1 (b"caf\\xe0" -> "cafà", not U+FFFD),
+    in the captions file and in the urls file (a Latin-1 file name)."""
+    images = tmp_path / "sbu"
+    conv.write_photo(images / "4385058960_b0f291553e.jpg", "coffee", size=(48, 32))
+    conv.write_photo(images / "\u00e9t\u00e9.jpg", "rocket", size=(48, 32))
+    conv.write_photo(images / "2.jpg", "chelsea", size=(48, 32))
+    urls = tmp_path / "SBU_captioned_photo_dataset_urls.txt"
+    caps = tmp_path / "SBU_captioned_photo_dataset_captions.txt"
+    urls.write_bytes(b"http://static.flickr.com/2723/4385058960_b0f291553e.jpg\n"
+                     b"http://static.flickr.com/1/\xe9t\xe9.jpg\nhttp://static.flickr.com/3/2.jpg\n")
+    caps.write_bytes(b"caf\xe0 on the table\n" + "na\u00efve utf-8 caf\u00e9\n".encode() + b"a cat\r\n")
+    manifest = sbu.convert_sbu(tmp_path / "out", str(urls), str(caps), str(images), **KW)
+    assert manifest["skipped"] == {}
+    captions = [s["json"]["captions"] for s in conv.shard_samples(tmp_path / "out")]
+    assert captions == [["caf\u00e0 on the table"], ["na\u00efve utf-8 caf\u00e9"], ["a cat"]]
+
+
+def test_sbu_captions_all_json_parallel_arrays(tmp_path, conv, capsys):
+    """The single-file release ``sbu-captions-all.json``: one object of parallel arrays, image = url basename."""
+    images = tmp_path / "sbu"
+    conv.write_photo(images / "11_aa.jpg", "coffee", size=(48, 32))
+    conv.write_photo(images / "22_bb.jpg", "rocket", size=(48, 32))
+    doc = {"image_urls": ["http://static.flickr.com/1/11_aa.jpg", "http://static.flickr.com/2/22_bb.jpg",
+                          "http://static.flickr.com/3/33_cc.jpg"],
+           "captions": ["Coffee in the morning", "A rocket \u00e0 la launch", "not downloaded"],
+           "user_ids": ["1@N00", "2@N00", "3@N00"]}
+    path = tmp_path / "sbu-captions-all.json"
+    path.write_text(json.dumps(doc))
+    assert sbu.main(["--list", str(path), "--images", str(images), "--out", str(tmp_path / "out"), "--workers", "1",
+                     "--no-progress", "--max-side", "64"]) == 0
+    recs = [s["json"] for s in conv.shard_samples(tmp_path / "out")]
+    assert [r["captions"] for r in recs] == [["Coffee in the morning"], ["A rocket \u00e0 la launch"]]
+    assert [r["image_id"] for r in recs] == ["sbu/000000000", "sbu/000000001"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["skipped"]["missing_image"]["count"] == 1
+    assert str(images / "33_cc.jpg") in manifest["skipped_detail"]["missing_image"]
+    # the member order does not matter (captions first: held, urls streamed beside them)
+    reordered = tmp_path / "reordered.json"
+    reordered.write_text(json.dumps({k: doc[k] for k in ("user_ids", "captions", "image_urls")}))
+    cc.convert_list(tmp_path / "out2", [reordered], images=str(images), source="sbu", **KW)
+    assert [s["json"]["captions"] for s in conv.shard_samples(tmp_path / "out2")] == [r["captions"] for r in recs]
+    uneven = tmp_path / "uneven.json"
+    uneven.write_text(json.dumps({"image_urls": doc["image_urls"], "captions": doc["captions"][:2]}))
+    with pytest.raises(convert.ConvertError, match="'image_urls' has 3 entries but 'captions' has 2"):
+        cc.convert_list(tmp_path / "out3", [uneven], images=str(images), **KW)
+    (tmp_path / "other.json").write_text(json.dumps({"images": []}))
+    with pytest.raises(convert.ConvertError, match="sbu-captions-all.json layout"):
+        cc.convert_list(tmp_path / "out4", [tmp_path / "other.json"], images=str(images), **KW)
+
+
+def test_latin1_captions_in_tsv_and_img2dataset_txt(photo_dir, tmp_path, conv):
+    """Plain-text captions elsewhere get the same per-line fallback: a TSV list (which failed with
+    UnicodeDecodeError) and img2dataset ``.txt`` members (which became U+FFFD)."""
+    lst = photo_dir / "latin1.tsv"
+    lst.write_bytes(b"image\tcaption\ncoffee.jpg\tcaf\xe9 cr\xe8me\n" + "sub/rocket.png\tfus\u00e9e\n".encode())
+    cc.convert_list(tmp_path / "out", [lst], **KW)
+    assert [s["json"]["captions"] for s in conv.shard_samples(tmp_path / "out")] == [["caf\u00e9 cr\u00e8me"],
+                                                                                    ["fus\u00e9e"]]
+    folder = tmp_path / "i2d"
+    folder.mkdir()
+    members = [("000000000.jpg", (photo_dir / "coffee.jpg").read_bytes()), ("000000000.txt", b"caf\xe0 noir")]
+    with tarfile.open(folder / "00000.tar", "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    cc.convert_list(tmp_path / "out2", img2dataset=str(folder), **KW)
+    assert [s["json"]["captions"] for s in conv.shard_samples(tmp_path / "out2")] == [["caf\u00e0 noir"]]

@@ -111,3 +111,25 @@ def test_detection_clis_help(capsys):
         with pytest.raises(SystemExit) as exc:
             module.main(["--help"])
         assert exc.value.code == 0 and flag in capsys.readouterr().out
+
+
+def test_objects365_release_layout_prefix_stripped(tmp_path, conv):
+    """The annotations say ``images/v1/patch0/x.jpg`` / ``images/v2/patch16/y.jpg`` while the released archives
+    unpack to ``train/patch0/x.jpg`` / ``val/patch16/y.jpg``: every image is found."""
+    root = tmp_path / "objects365"
+    for rel in ("train/patch0/objects365_v1_00000001.jpg", "train/patch0/objects365_v1_00000002.jpg",
+                "val/patch16/objects365_v2_00908726.jpg"):
+        conv.write_photo(root / rel, "coffee", size=(64, 48))
+    names = {1: "images/v1/patch0/objects365_v1_00000001.jpg", 2: "images/v1/patch0/objects365_v1_00000002.jpg",
+             3: "images/v2/patch16/objects365_v2_00908726.jpg"}
+    doc = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in names.items()],
+           "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 20, 16], "area": 320.0,
+                            "iscrowd": 0} for i in names],
+           "categories": [{"id": 1, "name": "Cup"}]}
+    ann = tmp_path / "zhiyuan_objv2_train.json"
+    ann.write_text(json.dumps(doc))
+    manifest = objects365.convert_objects365([str(ann)], root, tmp_path / "out", **KW)
+    assert manifest["skipped"] == {} and manifest["counts"]["images"] == 3
+    recs = [s["json"] for s in conv.shard_samples(tmp_path / "out")]
+    assert [r["image_id"] for r in recs] == ["objects365/1", "objects365/2", "objects365/3"]
+    assert all(r["objects"][0]["label"] == "Cup" for r in recs)

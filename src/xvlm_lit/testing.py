@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from xvlm_lit.data.batch import VLBatch
-from xvlm_lit.models.concepts import boxes_to_patch_mask
+from xvlm_lit.geometry import boxes_to_patch_mask
 from xvlm_lit.models.fusion import FusionEncoder
 from xvlm_lit.models.text import BertSpec, TextEncoder
 from xvlm_lit.models.vision import VisionEncoder

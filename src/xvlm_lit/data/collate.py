@@ -18,7 +18,7 @@ from xvlm_lit.data.masking import MLMMasker, RandomSource
 from xvlm_lit.data.samples import ItcItem, RegionItem, RegionText
 from xvlm_lit.data.tokenizer import encode_captions, pad_ids
 from xvlm_lit.data.transforms import box_xywh_to_cxcywh_norm
-from xvlm_lit.models.concepts import boxes_to_patch_mask
+from xvlm_lit.geometry import boxes_to_patch_mask
 
 WHOLE_IMAGE_BOX = (0.5, 0.5, 1.0, 1.0)
 

@@ -177,6 +177,24 @@ def reference_keymap(model: nn.Module) -> KeyMap:
     return KeyMap(tuple(rules), REBUILT_BUFFERS, name="reference", parts=("reference",))
 
 
+def reference_finetuned_keymap(model: nn.Module) -> KeyMap:
+    """Our XVLM <- a reference *fine-tuned* checkpoint (retrieval, grounding, ...): the reference renames
+    ``text_encoder.bert.X`` to ``text_encoder.X`` and drops ``text_encoder.cls.*`` when fine-tuning (SPEC section 8).
+    The MLM head stays at its initialisation, and so does any head the task did not train (e.g. ``bbox_head`` of a
+    retrieval model); the import report lists them."""
+    t = _num_text_layers(model)
+    bert = [
+        Rename(r"text_encoder\.bert\.(.+)", lambda m: f"text_encoder.{m[1]}"),
+        Rename(r"fusion_encoder\.layer\.(\d+)\.(.+)", lambda m: f"text_encoder.encoder.layer.{t + int(m[1])}.{m[2]}"),
+        KeepInit(r"mlm_head\..+", "fine-tuned reference checkpoints carry no MLM head"),
+    ]
+    heads = [Rename(r"(vision_proj|text_proj|itm_head|bbox_head)\.(.+)", r"\1.\2", optional=True),
+             Rename(r"temp", "temp", optional=True)]
+    rules = (vision_rules(model.vision_encoder.backbone, "vision_encoder.backbone.", "vision_encoder.")
+             + [APE_RULE] + bert + heads)
+    return KeyMap(tuple(rules), REBUILT_BUFFERS, name="reference_finetuned", parts=("reference_finetuned",))
+
+
 def ours_keymap(model: nn.Module | None = None) -> KeyMap:
     """Our layout <- our layout (a Lightning checkpoint or our safetensors export)."""
     return KeyMap((Rename(r"(.+)", r"\1"),), REBUILT_BUFFERS, name="ours", parts=("ours",))

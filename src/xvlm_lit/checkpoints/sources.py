@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from xvlm_lit.checkpoints.io import read_checkpoint
-from xvlm_lit.checkpoints.keymap import KeyMap, ours_keymap, reference_keymap
+from xvlm_lit.checkpoints.keymap import KeyMap, ours_keymap, reference_finetuned_keymap, reference_keymap
 
 OURS_PREFIXES = ("vision_encoder.backbone.", "fusion_encoder.", "mlm_head.")
 LIGHTNING_PREFIX = "model."
@@ -34,8 +34,18 @@ class Source:
     ignored: list[str] = field(default_factory=list)  # file entries that are not model weights
 
 
+FINETUNED_PREFIXES = ("text_encoder.encoder.", "text_encoder.embeddings.")
+
+
 def detect_layout(keys) -> str:
-    return "ours" if any(k.startswith(OURS_PREFIXES) for k in keys) else "reference"
+    """``ours``, ``reference`` (pre-training names) or ``reference_finetuned`` (``text_encoder.X``, no ``bert.``)."""
+    keys = list(keys)
+    if any(k.startswith(OURS_PREFIXES) for k in keys):
+        return "ours"
+    has_bert = any(k.startswith("text_encoder.bert.") for k in keys)
+    if not has_bert and any(k.startswith(FINETUNED_PREFIXES) for k in keys):
+        return "reference_finetuned"
+    return "reference"
 
 
 def _tensors(obj: Any, path: str, where: str) -> dict[str, torch.Tensor]:
@@ -82,4 +92,7 @@ def keymap_for(model: nn.Module, source: Source) -> KeyMap:
         return ours_keymap(model)
     if source.layout == "reference":
         return reference_keymap(model)
-    raise ValueError(f"{source.path}: unknown layout {source.layout!r} (expected 'ours' or 'reference')")
+    if source.layout == "reference_finetuned":
+        return reference_finetuned_keymap(model)
+    raise ValueError(f"{source.path}: unknown layout {source.layout!r} (expected 'ours', 'reference' or "
+                     "'reference_finetuned')")

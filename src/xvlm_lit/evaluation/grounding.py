@@ -5,18 +5,20 @@ from __future__ import annotations
 import torch
 from torchvision.ops import box_convert, box_iou
 
+from xvlm_lit.evaluation.metrics import GroundingAccuracy, paired_iou
 from xvlm_lit.models.xvlm import XVLM
 
 
 def accuracy_at_iou(pred_xyxy: torch.Tensor, target_xyxy: torch.Tensor, threshold: float = 0.5) -> float:
-    """Percentage of rows of ``[N, 4]`` boxes whose IoU with their target is at least ``threshold``."""
-    iou = box_iou(pred_xyxy.float(), target_xyxy.float()).diagonal()
-    return float((iou >= threshold).float().mean() * 100)
+    """Percentage of rows of ``[N, 4]`` boxes whose IoU with their target is at least ``threshold`` (local)."""
+    metric = GroundingAccuracy(threshold, sync_on_compute=False)
+    metric.update(pred_xyxy, target_xyxy)
+    return metric.compute()["acc"]
 
 
 def mean_iou(pred_xyxy: torch.Tensor, target_xyxy: torch.Tensor) -> float:
-    """Mean IoU (percent) of rows of ``[N, 4]`` boxes with their targets."""
-    return float(box_iou(pred_xyxy.float(), target_xyxy.float()).diagonal().mean() * 100)
+    """Mean IoU (percent) of rows of ``[N, 4]`` boxes with their targets (local)."""
+    return float(paired_iou(pred_xyxy, target_xyxy).double().mean() * 100)
 
 
 def best_constant_box(target_cxcywh: torch.Tensor, steps: int = 12, threshold: float = 0.5

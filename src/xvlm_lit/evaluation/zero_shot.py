@@ -7,34 +7,39 @@ from pathlib import Path
 
 from torchvision.ops import box_convert
 
-from xvlm_lit.evaluation.grounding import accuracy_at_iou, best_constant_box, mean_iou, predict_boxes
-from xvlm_lit.evaluation.retrieval import chance_recall, retrieval_metrics, retrieval_scores
+from xvlm_lit.evaluation.grounding import best_constant_box, predict_boxes
+from xvlm_lit.evaluation.metrics import GroundingAccuracy
+from xvlm_lit.evaluation.retrieval import chance_recall, evaluate_retrieval
 from xvlm_lit.models.xvlm import XVLM
 
 
-def evaluate_zero_shot(model: XVLM, retrieval: dict, grounding: dict, rerank_k: int = 16) -> dict[str, float]:
-    """Metrics (percent) of ``model`` on eval data from :mod:`xvlm_lit.data.eval_data`.
+def evaluate_zero_shot(model: XVLM, retrieval: dict, grounding: dict, rerank_k: int = 16, score: str = "itm"
+                       ) -> dict[str, float]:
+    """Metrics (percent) of ``model`` on eval data from :mod:`xvlm_lit.data.eval_data`, in this process alone
+    (it runs on rank 0 only, so no collective is used even under an initialised process group).
 
     Args:
         retrieval: ``images [Ni,3,R,R]``, ``text_ids``/``text_mask [Nt,L]``, ``text_to_image [Nt]``.
         grounding: ``images``, ``image_index [T]``, ``text_ids``/``text_mask [T,L]``, ``target_cxcywh [T,4]``.
+        rerank_k: candidates re-ranked by ITM per query; score: the score rule of
+            :func:`~xvlm_lit.evaluation.retrieval.evaluate_retrieval`.
     """
     model.eval()
-    itc, reranked = retrieval_scores(model, retrieval["images"], retrieval["text_ids"], retrieval["text_mask"],
-                                     k=rerank_k)
-    t2i = retrieval["text_to_image"]
-    out = {f"itc_{k}": v for k, v in retrieval_metrics(itc, t2i).items()}
-    out |= retrieval_metrics(reranked, t2i)
-    chance = chance_recall(itc.shape[0], itc.shape[1])
+    result = evaluate_retrieval(model, retrieval["images"], retrieval["text_ids"], retrieval["text_mask"],
+                                retrieval["text_to_image"], k=rerank_k, score=score, distributed=False)
+    out = dict(result.metrics)
+    num_images, num_texts = len(retrieval["images"]), len(retrieval["text_ids"])
+    chance = chance_recall(num_images, num_texts)
     out |= {f"chance_{k}": v for k, v in chance.items()}
     pred = predict_boxes(model, grounding["images"], grounding["image_index"], grounding["text_ids"],
                          grounding["text_mask"])
     target = grounding["target_cxcywh"].float()
-    to_xyxy = lambda b: box_convert(b, "cxcywh", "xyxy")  # noqa: E731
-    out["grounding_acc50"] = accuracy_at_iou(to_xyxy(pred), to_xyxy(target))
-    out["grounding_mean_iou"] = mean_iou(to_xyxy(pred), to_xyxy(target))
+    boxes = GroundingAccuracy(0.5, sync_on_compute=False)
+    boxes.update(box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy"))
+    acc = boxes.compute()
+    out["grounding_acc50"], out["grounding_mean_iou"] = acc["acc"], acc["mean_iou"]
     _, out["constant_box_acc50"] = best_constant_box(target)
-    out["num_images"], out["num_texts"], out["num_region_texts"] = itc.shape[0], itc.shape[1], len(target)
+    out["num_images"], out["num_texts"], out["num_region_texts"] = num_images, num_texts, len(target)
     return out
 
 

@@ -27,6 +27,8 @@ def _with_run_config(cfg: DictConfig) -> DictConfig:
     if not cfg.get("config_from_run", True) or path is None:
         return cfg
     saved = OmegaConf.load(path)
+    if OmegaConf.select(saved, "data._target_") != OmegaConf.select(cfg, "data._target_"):
+        return cfg  # another kind of job (e.g. pre-training evaluated zero-shot on a task): the task's config rules
     with open_dict(cfg):
         for key in ("model", "data"):
             if key in saved:
@@ -40,17 +42,39 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt = cfg.get("ckpt_path")
     if not ckpt or not Path(ckpt).is_file():
         raise ConfigError(f"ckpt_path={ckpt}: no such checkpoint file (give ckpt_path=<run>/checkpoints/last.ckpt)")
-    if not cfg.get("eval"):
+    if not cfg.get("eval") and not is_task(cfg):
         raise ConfigError("eval is null: this experiment configures no evaluation (e.g. experiment=pretrain_demo "
                           "sets eval.split)")
     cfg = _with_run_config(cfg)
     model = build_model(cfg.model, load_weights=False)  # the weights come from the checkpoint
     init_from(model, ckpt)  # logs its report
-    from xvlm_lit.evaluation.run import run_zero_shot
+    if is_task(cfg):
+        metrics = _evaluate_task(cfg, model)
+    else:
+        from xvlm_lit.evaluation.run import run_zero_shot
 
-    metrics = run_zero_shot(model, cfg)
+        metrics = run_zero_shot(model, cfg)
     print(f"evaluated {Path(ckpt).resolve()}", flush=True)
     return metrics
+
+
+def is_task(cfg: DictConfig) -> bool:
+    """True for a fine-tuning experiment (its DataModule reads a task folder)."""
+    return str(OmegaConf.select(cfg, "data._target_", default="")).endswith("TaskDataModule")
+
+
+def _evaluate_task(cfg: DictConfig, model) -> dict[str, float]:
+    from hydra.utils import instantiate
+
+    from xvlm_lit.tasks.evaluate import evaluate_task
+    from xvlm_lit.train import build_trainer
+
+    losses = {name: instantiate(node) for name, node in cfg.loss.items()}
+    module = instantiate(cfg.task, model=model, losses=losses)
+    with open_dict(cfg):
+        cfg.callbacks = None  # evaluation saves no checkpoint
+    trainer = build_trainer(cfg)
+    return evaluate_task(trainer, module, instantiate(cfg.data), cfg.paths.output_dir)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")

@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from xvlm_lit.build import build_model
 from xvlm_lit.config import CONF_DIR, ConfigError, check_config
+from xvlm_lit.tasks.evaluate import evaluate_task
+from xvlm_lit.tasks.finetune import FineTuneModule
 
 log = logging.getLogger("xvlm_lit.train")
 
@@ -45,6 +47,10 @@ def run(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["global_step"] = float(trainer.global_step)
+    if isinstance(module, FineTuneModule) and cfg.get("test_after_fit", True):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        log.info("evaluating %s on val and test", best or "the final weights")
+        metrics |= evaluate_task(trainer, module, datamodule, cfg.paths.output_dir, ckpt_path=best)
     if cfg.get("eval") and trainer.is_global_zero:
         from xvlm_lit.evaluation.run import run_zero_shot
 

@@ -73,8 +73,9 @@ def test_last_checkpoint_is_the_final_model_off_the_save_grid(tmp_path):
     ckpts = out / "checkpoints"
     last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 5
-    assert {p.name for p in ckpts.glob("*.ckpt")} >= {"last.ckpt", "epoch=0-step=4.ckpt"}
-    grid = torch.load(next(ckpts.glob("*step=4.ckpt")), map_location="cpu", weights_only=False)
+    assert {p.name for p in ckpts.glob("*.ckpt")} == {"last.ckpt", "step0000002.ckpt", "step0000004.ckpt",
+                                                       "step0000005.ckpt"}
+    grid = torch.load(ckpts / "step0000004.ckpt", map_location="cpu", weights_only=False)
     key = "model.bbox_head.3.weight"
     assert not torch.equal(last["state_dict"][key], grid["state_dict"][key])  # the last step changed the weights
 

@@ -106,6 +106,12 @@ class PretrainModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def batch_size_of(batch: StepBatch) -> int:
-    """Number of texts in the step (all streams)."""
-    return sum(sub.num_texts for sub in batch.values() if isinstance(sub, VLBatch))
+def batch_size_of(batch: StepBatch | VLBatch | None) -> int:
+    """Number of texts in the step (all streams; a fine-tuning step has one :class:`VLBatch`)."""
+    if isinstance(batch, VLBatch):
+        return batch.num_texts
+    if isinstance(batch, Mapping) and "text_ids" in batch:  # a grounding evaluation batch
+        return int(batch["text_ids"].shape[0])
+    if isinstance(batch, Mapping):
+        return sum(sub.num_texts for sub in batch.values() if isinstance(sub, VLBatch))
+    return 1  # None, or a retrieval evaluation step (it reads its split itself): counted as one

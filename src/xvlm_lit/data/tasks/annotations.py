@@ -1,0 +1,103 @@
+"""Reading a task annotation folder (``manifest.json`` + ``<split>.jsonl``, see docs/finetune_data.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from xvlm_lit.data.skips import SkipCounter
+
+log = logging.getLogger("xvlm_lit.data")
+REQUIRED = {"retrieval": ("image", "image_id", "captions"), "grounding": ("image", "image_id", "texts", "bbox")}
+
+
+class TaskDataError(ValueError):
+    """A task folder or split that cannot be used (the message names the file and says what to do)."""
+
+
+@dataclass
+class TaskSplit:
+    """The usable records of one split; ``skipped`` counts the lines left out by reason."""
+
+    task: str
+    split: str
+    records: list[dict[str, Any]]
+    image_root: Path
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def image_path(self, record: dict[str, Any]) -> Path:
+        path = Path(record["image"])
+        return path if path.is_absolute() else self.image_root / path
+
+
+def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        raise TaskDataError(f"{path} not found: convert the dataset first (python -m data_prep.karpathy, "
+                            "data_prep.refer, data_prep.xvlm_finetune; see docs/finetune_data.md)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise TaskDataError(f"{path}: not valid JSON ({err}); re-run the converter") from err
+
+
+def _check(record: Any, task: str) -> str | None:
+    """The skip reason of a malformed record, or None."""
+    if not isinstance(record, dict):
+        return "bad_json"
+    if any(k not in record for k in REQUIRED[task]):
+        return "bad_json"
+    texts = record["captions" if task == "retrieval" else "texts"]
+    if not isinstance(texts, list) or not any(isinstance(t, str) and t.strip() for t in texts):
+        return "no_caption"
+    if task == "grounding":
+        box = record["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)):
+            return "bbox_malformed"
+        if box[2] <= 0 or box[3] <= 0:
+            return "bbox_empty"
+    return None
+
+
+def read_split(root: str | os.PathLike, split: str, task: str, limit: int | None = None,
+               counter: SkipCounter | None = None) -> TaskSplit:
+    """The records of ``<root>/<split>.jsonl`` (at most ``limit``); malformed lines are skipped and counted."""
+    manifest = read_manifest(root)
+    if manifest.get("task") != task:
+        raise TaskDataError(f"{Path(root) / 'manifest.json'} holds task {manifest.get('task')!r}, not {task!r}")
+    path = Path(root) / f"{split}.jsonl"
+    if not path.is_file():
+        have = sorted(p.stem for p in Path(root).glob("*.jsonl"))
+        raise TaskDataError(f"{path} not found: the splits here are {have}")
+    counter = counter or SkipCounter(str(path))
+    records: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as fp:
+        for line_no, line in enumerate(fp, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            reason = _check(record, task)
+            if reason:
+                counter.skip(reason, f"{path}:{line_no}")
+                continue
+            records.append(record)
+            if limit is not None and len(records) >= limit:
+                break
+    root_dir = Path(manifest.get("image_root") or root)
+    return TaskSplit(task, split, records, root_dir, dict(counter.totals))
+
+
+def open_image(path: Path) -> Image.Image:
+    """The upright RGB image at ``path`` (raises OSError/ValueError for a missing or undecodable file)."""
+    with Image.open(path) as img:
+        img.load()
+        return ImageOps.exif_transpose(img).convert("RGB")

@@ -31,7 +31,8 @@ def test_every_experiment_composes_and_resolves(name, tmp_path):
     OmegaConf.resolve(cfg)
     for key in ("model", "loss", "data", "task", "trainer"):
         assert cfg[key] is not None, key
-    expected = {"retrieval": {"itc", "itm"}, "grounding": {"bbox"}}.get(name.split("_")[0], {"itc", "itm", "mlm", "bbox"})
+    by_task = {"retrieval": {"itc", "itm"}, "grounding": {"bbox"}}
+    expected = by_task.get(name.split("_")[0], {"itc", "itm", "mlm", "bbox"})
     assert set(cfg.loss) == expected
 
 

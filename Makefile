@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo demo-tasks test test-all lint bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 demo: setup
 	$(PY) -m xvlm_lit.train
+
+# fine-tune and evaluate every task on the shapes world (runs the pre-training demo first if its checkpoint is missing)
+demo-tasks: setup
+	$(PY) -m xvlm_lit.demo_tasks
 
 test: setup
 	CI=$${CI:-} $(PY) -m pytest -m "not slow" -n 2 --dist loadgroup -q

@@ -11,6 +11,8 @@ import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -80,10 +82,22 @@ def _to(batch, device):
                              if getattr(batch, f.name) is not None})
 
 
+def retrieval_memory(images: int, k: int) -> dict:
+    """Run :mod:`xvlm_lit.bench_retrieval` in a fresh process (its peak RSS is its own) and return its report."""
+    cmd = [sys.executable, "-m", "xvlm_lit.bench_retrieval", "--images", str(images), "--k", str(k)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        return {"error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench_report.json")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--retrieval-images", type=int, default=5000,
+                        help="COCO-5K-sized retrieval evaluation (5 texts per image) in its own process; 0 = skip")
+    parser.add_argument("--retrieval-k", type=int, default=2, help="ITM re-ranked candidates per query in that run")
     args = parser.parse_args()
     torch.manual_seed(0)
     report = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "machine": platform.processor()}
@@ -97,6 +111,8 @@ def main() -> None:
         report["gpu"] = torch.cuda.get_device_name()
         report["base_cuda_bf16_batch64"] = time_steps(build("xvlm_base"), 64, "cuda", args.steps, "bf16")
     report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if args.retrieval_images:
+        report["retrieval_eval_tiny_cpu"] = retrieval_memory(args.retrieval_images, args.retrieval_k)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

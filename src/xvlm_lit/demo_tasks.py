@@ -1,0 +1,119 @@
+"""``python -m xvlm_lit.demo_tasks`` (``make demo-tasks``): fine-tune and evaluate every task on the shapes world.
+
+1. the pre-training demo (``python -m xvlm_lit.train``) into ``outputs/demo/pretrain`` unless its
+   ``checkpoints/last.ckpt`` exists;
+2. the task folders (``python -m data_prep.shapes_tasks``) under ``$XVLM_DATA/shapes_tasks`` unless present;
+3. per task experiment: zero-shot evaluation of the pre-trained checkpoint (``python -m xvlm_lit.eval``), then
+   fine-tuning (``python -m xvlm_lit.train experiment=<task>``), each in ``outputs/demo/<task>[_zeroshot]``;
+4. one table: zero-shot, fine-tuned and a trivial baseline per task, also written to ``outputs/demo/tasks.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from xvlm_lit.evaluation.grounding import best_constant_box
+from xvlm_lit.evaluation.retrieval import chance_recall
+
+OUT = Path("outputs/demo")
+PRETRAIN_CKPT = OUT / "pretrain" / "checkpoints" / "last.ckpt"
+#: (experiment, task folder, [(label, metric key, baseline name)])
+TASKS = [
+    ("retrieval_demo", "retrieval", [("TR@1", "tr_r1", "chance"), ("IR@1", "ir_r1", "chance"),
+                                     ("R mean", "r_mean", "chance")]),
+    ("grounding_demo", "grounding", [("Acc@0.5", "acc50", "best constant box")]),
+    ("grounding_weak_demo", "grounding", [("Acc@0.5", "acc50", "random candidate box")]),
+]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("XVLM_DATA", "data"))
+
+
+def sh(args: list[str]) -> None:
+    """Run ``python -m ...`` and stop the demo with its exit code when it fails."""
+    print("+ python -m " + " ".join(args), flush=True)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", *args], check=False)
+    if done.returncode:
+        raise SystemExit(f"`python -m {' '.join(args)}` failed with exit code {done.returncode}")
+    print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def experiment_exists(name: str) -> bool:
+    from xvlm_lit.config import CONF_DIR
+
+    return (CONF_DIR / "experiment" / f"{name}.yaml").is_file()
+
+
+def baselines(folder: Path, test_split: str = "test") -> dict[str, dict[str, float]]:
+    """Trivial baselines on the test split: chance retrieval, best constant box."""
+    out: dict[str, dict[str, float]] = {}
+    rows = [json.loads(x) for x in (folder / "retrieval" / f"{test_split}.jsonl").read_text().splitlines() if x]
+    chance = chance_recall(len(rows), sum(len(r["captions"]) for r in rows))
+    chance["r_mean"] = sum(chance.values()) / len(chance)
+    out["chance"] = chance
+    boxes = []
+    for line in (folder / "grounding" / f"{test_split}.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        x, y, w, h = r["bbox"]
+        boxes += [[(x + w / 2) / r["width"], (y + h / 2) / r["height"], w / r["width"], h / r["height"]]] * len(
+            r["texts"])
+    out["best constant box"] = {"acc50": best_constant_box(torch.tensor(boxes))[1]}
+    return out
+
+
+def run_task(experiment: str) -> tuple[dict[str, float], dict[str, float]]:
+    zero, tuned = OUT / f"{experiment}_zeroshot", OUT / experiment
+    sh(["xvlm_lit.eval", f"experiment={experiment}", f"ckpt_path={PRETRAIN_CKPT.resolve()}",
+        f"hydra.run.dir={zero}"])
+    sh(["xvlm_lit.train", f"experiment={experiment}", f"model.init_from={PRETRAIN_CKPT.resolve()}",
+        f"hydra.run.dir={tuned}"])
+    return (json.loads((zero / "metrics.json").read_text()), json.loads((tuned / "metrics.json").read_text()))
+
+
+def table(results: list[tuple[str, str, float, float, float, str]]) -> str:
+    head = ("task", "metric (test)", "zero-shot", "fine-tuned", "baseline")
+    rows = [head] + [(t, m, f"{z:.2f}", f"{f:.2f}", f"{b:.2f} ({name})") for t, m, z, f, b, name in results]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xvlm_lit.demo_tasks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="*", default=[t[0] for t in TASKS], help="task experiments to run")
+    args = parser.parse_args(argv)
+    if not PRETRAIN_CKPT.is_file():
+        sh(["xvlm_lit.train", f"hydra.run.dir={OUT / 'pretrain'}"])
+    folder = data_dir() / "shapes_tasks"
+    if not (folder / "grounding" / "dets.json").is_file():
+        sh(["data_prep.shapes_tasks", "--shapes", str(data_dir() / "shapes"), "--out", str(folder)])
+    base = baselines(folder)
+    results = []
+    for experiment, _, metrics in TASKS:
+        if experiment not in args.tasks or not experiment_exists(experiment):
+            continue
+        zero, tuned = run_task(experiment)
+        for label, key, base_name in metrics:
+            b = base.get(base_name, {}).get(key, tuned.get(f"test/test/random_box_{key}", float("nan")))
+            results.append((experiment, label, zero[f"test/test/{key}"], tuned[f"test/test/{key}"], b, base_name))
+    text = table(results)
+    print(text, flush=True)
+    (OUT / "tasks.json").write_text(json.dumps([dict(zip(("task", "metric", "zero_shot", "fine_tuned", "baseline",
+                                                          "baseline_name"), r, strict=True)) for r in results],
+                                               indent=2) + "\n")
+    print(f"table written to {(OUT / 'tasks.json').resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

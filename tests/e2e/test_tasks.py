@@ -12,8 +12,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 from torchvision.ops import box_iou
 
-from data_prep.shapes import ensure_shapes_world
-from data_prep.shapes_tasks import export_shapes_tasks
 from xvlm_lit.eval import evaluate
 from xvlm_lit.train import run
 
@@ -23,12 +21,6 @@ SMALL = ["model.init_from=null", "data.limit=24", "data.num_workers=0", "data.ba
          "trainer.max_steps=3", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
          "trainer.enable_progress_bar=false"]
 
-
-@pytest.fixture(scope="module")
-def task_dirs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tasks")
-    world = ensure_shapes_world(root / "shapes", n_train=24, n_val=24, seed=0, size=128, shard_size=12, workers=1)
-    return export_shapes_tasks(world, root / "shapes_tasks")
 
 
 def compose_cfg(config: str, out: Path, overrides: list[str]):

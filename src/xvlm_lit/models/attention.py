@@ -6,6 +6,8 @@ BERT checkpoints and from the reference X-VLM layout.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +21,13 @@ def key_padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Ten
 
 
 class MultiHeadAttention(nn.Module):
-    """Queries from ``hidden`` (width H); keys/values from ``context`` (width ``kv_dim``, default H)."""
+    """Queries from ``hidden`` (width H); keys/values from ``context`` (width ``kv_dim``, default H).
+
+    ``keep_attention`` (default False, opt-in, e.g. for Grad-CAM): compute the probabilities explicitly,
+    ``softmax(Q K^T / sqrt(d) + mask bias)`` ``[B, heads, Lq, Lk]`` (before dropout), and keep them in
+    ``last_attention``, in the autograd graph (``retain_grad()`` when they require grad). The default path is
+    SDPA alone and never stores anything.
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, kv_dim: int | None = None, dropout: float = 0.1) -> None:
         super().__init__()
@@ -31,6 +39,8 @@ class MultiHeadAttention(nn.Module):
         self.key = nn.Linear(kv_dim, hidden_size)
         self.value = nn.Linear(kv_dim, hidden_size)
         self.dropout = dropout
+        self.keep_attention = False
+        self.last_attention: torch.Tensor | None = None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, length, h = x.shape
@@ -51,10 +61,28 @@ class MultiHeadAttention(nn.Module):
             lq, lk = q.shape[2], k.shape[2]
             tri = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril()
             mask = tri if mask is None else mask & tri
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if self.keep_attention:
+            out = self._explicit_attention(q, k, v, mask)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
         return out.transpose(1, 2).flatten(2)
+
+    def _explicit_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            mask: torch.Tensor | None) -> torch.Tensor:
+        """SDPA written out, keeping the probabilities: q ``[B, h, Lq, d]``, k/v ``[B, h, Lk, d]``, mask bool
+        broadcastable to ``[B, h, Lq, Lk]`` (True = attend) -> ``[B, h, Lq, d]``; sets ``last_attention``."""
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = scores.softmax(dim=-1)
+        if torch.is_grad_enabled():
+            if not probs.requires_grad:  # nothing upstream is trained: make the probabilities a leaf of the graph
+                probs.requires_grad_()
+            probs.retain_grad()
+        self.last_attention = probs
+        return F.dropout(probs, self.dropout, self.training) @ v
 
 
 class AddNorm(nn.Module):

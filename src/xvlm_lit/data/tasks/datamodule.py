@@ -15,17 +15,23 @@ from xvlm_lit.data.tasks.collate import TaskCollate
 from xvlm_lit.data.tasks.grounding import GroundingSet
 from xvlm_lit.data.tasks.retrieval import GalleryImages, RetrievalGallery, RetrievalTrainSet, build_gallery
 from xvlm_lit.data.tasks.samplers import ShardSampler
+from xvlm_lit.data.tasks.weak_grounding import WeakGroundingTrainSet
 from xvlm_lit.data.tokenizer import load_tokenizer
 from xvlm_lit.data.transforms import ImageTextTransform
 
-TASKS = ("retrieval", "grounding")
+TASKS = ("retrieval", "grounding", "weak_grounding")
+#: the manifest task of the folder a task reads, where it differs (weak grounding reads a grounding folder)
+FOLDER_TASK = {"weak_grounding": "grounding"}
+#: the training collate kind, where it differs from the task (weak grounding trains like retrieval: idx = image)
+TRAIN_KIND = {"weak_grounding": "retrieval"}
 
 
 class TaskDataModule(L.LightningDataModule):
     """Fine-tuning data of one task.
 
     Args:
-        task: ``retrieval`` or ``grounding`` (the folder's manifest must say the same).
+        task: ``retrieval``, ``grounding`` (the folder's manifest must say the same) or ``weak_grounding`` (a
+            grounding folder; training pairs (image, expression, image id) without boxes, evaluation as grounding).
         root: the converter's output folder (``manifest.json`` + ``<split>.jsonl``).
         train_split, val_split, test_splits: split names (``test_splits`` may list several: testA, testB).
         image_size: ``R``; batch_size / eval_batch_size per device.
@@ -60,7 +66,7 @@ class TaskDataModule(L.LightningDataModule):
 
     def split(self, name: str) -> TaskSplit:
         if name not in self._splits:
-            self._splits[name] = read_split(self.root, name, self.task, self.limit)
+            self._splits[name] = read_split(self.root, name, FOLDER_TASK.get(self.task, self.task), self.limit)
         return self._splits[name]
 
     def gallery(self, name: str) -> tuple[RetrievalGallery, torch.Tensor, torch.Tensor]:
@@ -85,6 +91,10 @@ class TaskDataModule(L.LightningDataModule):
             transform = ImageTextTransform(self.image_size, train=True, scale=self.crop_scale, flip=self.flip,
                                            randaugment=self.randaugment)
             return RetrievalTrainSet(split, transform, self.max_words)
+        if self.task == "weak_grounding":  # the reference: plain resize (no crop) + flip + RandAugment
+            transform = ImageTextTransform(self.image_size, train=True, crop=False, flip=self.flip,
+                                           randaugment=self.randaugment)
+            return WeakGroundingTrainSet(split, transform, self.max_words)
         return GroundingSet(split, self.image_size, train=True, max_words=self.max_words,
                             randaugment=self.randaugment, flip=self.flip)
 
@@ -98,7 +108,7 @@ class TaskDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         sampler: Any = (DistributedSampler(dataset, world, rank, shuffle=True, drop_last=True) if world > 1
                         else RandomSampler(dataset))
-        return self._loader(dataset, self.task, self.batch_size, sampler)
+        return self._loader(dataset, TRAIN_KIND.get(self.task, self.task), self.batch_size, sampler)
 
     def eval_dataloader(self, name: str) -> DataLoader:
         dataset = self.eval_dataset(name)

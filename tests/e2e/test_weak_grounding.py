@@ -69,3 +69,12 @@ def test_weak_grounding_trains_evaluates_and_matches_its_predictions(grounding_d
     chance = [float((box_iou(xyxy(dets[r["image_id"]]), xyxy([r["target_xywh"]]))[:, 0] >= 0.5).double().mean())
               for r in rows]
     assert sum(chance) / len(chance) * 100 == pytest.approx(trained["test/test/random_box_acc50"], abs=1e-6)
+
+
+def test_refcoco_plus_experiment_has_the_reference_hyper_parameters(tmp_path):
+    cfg = compose_cfg("train", tmp_path, ["experiment=grounding_weak_refcoco_plus"])
+    assert set(cfg.loss) == {"itc", "itm"} and cfg.data.task == "weak_grounding"
+    assert cfg.task.optimizer.lr == 2e-5 and cfg.task.warmup_ratio == 0.1 and cfg.task.new_lr_mult == 2.0
+    assert cfg.trainer.max_epochs == 5 and cfg.data.batch_size == 20 and cfg.model.vision.image_size == 384
+    assert cfg.task.gradcam_layer == 3 and cfg.task.alpha == 0.5  # block_num 9 = fusion layer 3 of 6
+    assert cfg.task.dets_file == f"{cfg.data.root}/dets.json"

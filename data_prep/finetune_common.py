@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -44,12 +45,19 @@ from data_prep.jsonstream import JsonStreamError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 FAILED = "manifest.failed.json"
-TASKS = ("retrieval", "grounding")
+TASKS = ("retrieval", "grounding", "vqa", "nlvr2", "caption")
+TEXT_FIELD = {"retrieval": "captions", "grounding": "texts", "vqa": "answers", "nlvr2": "sentence",
+              "caption": "captions"}  # counted as the manifest's "texts" per split
+TEXT_WORD = {"retrieval": "captions", "grounding": "expressions", "vqa": "answers", "nlvr2": "sentences",
+             "caption": "captions"}
+DUPLICATE = {"retrieval": "duplicate_image", "grounding": "duplicate_ref", "vqa": "duplicate_question",
+             "nlvr2": "duplicate_example", "caption": "duplicate_image"}
 CHUNK = 256  # items handed to the image-reading threads at a time
 MAX_DETAIL = 600
 SWAPPED = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
 ASPECT_TOLERANCE = 0.01  # declared vs. stored aspect ratio: relative difference still taken as the same image
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.json$")
 _COCO_NAME = re.compile(r"^(?:COCO_[A-Za-z]+\d{4}_)?0*(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 
 
@@ -78,6 +86,9 @@ class Item:
         bbox: grounding: the published ``[x, y, w, h]``, in pixels of ``frame`` (or of the file as stored).
         frame: grounding: the image size ``(width, height)`` the annotation declares, when it declares one.
         dropped: texts left out of this line, by reason.
+        image_sets: several images per line (NLVR2's pair): the candidate paths of each image; when given,
+            ``images`` is not used and the line has ``images: [path, ...]`` and ``sizes: [[w, h], ...]`` in place
+            of ``image``, ``width`` and ``height``.
     """
 
     split: str
@@ -89,6 +100,7 @@ class Item:
     bbox: Any = None
     frame: tuple[float, float] | None = None
     dropped: dict[str, int] = field(default_factory=dict)
+    image_sets: Sequence[Sequence[str]] | None = None
 
 
 @dataclass
@@ -265,20 +277,56 @@ def _box(item: Item, stored: tuple[int, int], orientation: int) -> tuple[list[fl
     return None, "size_mismatch", []
 
 
-def inspect(root: Path, item: Item | Skip) -> tuple[dict[str, Any] | None, Skip | None, list[str]]:
-    """Find ``item``'s image and read its size (thread-safe): ``(line, None, adjustments)`` or ``(None, skip, [])``."""
+def _find(root: Path, paths: Sequence[str], cache: dict | None) -> tuple[str | None, tuple[int, int] | None, int,
+                                                                      str]:
+    """The first of ``paths`` that exists under ``root``, its stored size and EXIF orientation, or why not:
+    ``(found, size, orientation, "")``, ``(None, None, 1, "tried ...")`` (missing) or ``(found, None, 1, error)``
+    (unreadable). Results are kept in ``cache`` (keyed by the candidate paths) when one is given."""
+    key = tuple(paths)
+    if cache is not None and key in cache:
+        return cache[key]
+    found = next((c for c in paths if (root / c).is_file()), None)
+    if found is None:
+        result = (None, None, 1, "tried " + (", ".join(str(root / c) for c in paths) or "no path"))
+    else:
+        try:
+            with Image.open(root / found) as image:
+                result = (found, image.size, _orientation(image), "")
+        except Exception as err:  # noqa: BLE001 - whatever PIL raises on a broken file, the line is skipped
+            result = (found, None, 1, f"{root / found}: {type(err).__name__}: {err}")
+    if cache is not None:
+        cache[key] = result
+    return result
+
+
+def _inspect_sets(root: Path, item: Item, cache: dict | None) -> tuple[dict[str, Any] | None, Skip | None, list[str]]:
+    found, sizes = [], []
+    for index, paths in enumerate(item.image_sets or ()):
+        path, stored, orientation, error = _find(root, paths, cache)
+        if path is None:
+            return None, Skip("missing_image", item.key, f"image {index}: {error}"), []
+        if stored is None:
+            return None, Skip("unreadable_image", item.key, f"image {index}: {error}"), []
+        found.append(path)
+        sizes.append([stored[1], stored[0]] if orientation in SWAPPED else [stored[0], stored[1]])
+    if not found:
+        return None, Skip("bad_record", item.key, "no image"), []
+    return {"images": found, "image_id": item.image_id, "sizes": sizes, **item.fields}, None, []
+
+
+def inspect(root: Path, item: Item | Skip, cache: dict | None = None) -> tuple[dict[str, Any] | None, Skip | None,
+                                                                          list[str]]:
+    """Find ``item``'s image and read its size (thread-safe): ``(line, None, adjustments)`` or ``(None, skip, [])``.
+    ``cache`` (a dict shared by the calls of one conversion) saves re-reading an image that several lines share."""
     if isinstance(item, Skip):
         return None, item, []
-    found = next((c for c in item.images if (root / c).is_file()), None)
+    if item.image_sets is not None:
+        return _inspect_sets(root, item, cache)
+    found, stored, orientation, error = _find(root, item.images, cache)
     if found is None:
-        tried = ", ".join(str(root / c) for c in item.images) or "no path"
-        return None, Skip("missing_image", item.key, f"tried {tried}"), []
-    try:
-        with Image.open(root / found) as image:
-            stored = image.size
-            orientation = _orientation(image)
-    except Exception as err:  # noqa: BLE001 - whatever PIL raises on a broken file, the line is skipped
-        return None, Skip("unreadable_image", item.key, f"{root / found}: {type(err).__name__}: {err}"), []
+        return None, Skip("missing_image", item.key, error), []
+    if stored is None:
+        return None, Skip("unreadable_image", item.key, error), []
     width, height = (stored[1], stored[0]) if orientation in SWAPPED else stored
     line = {"image": found, "image_id": item.image_id, "width": width, "height": height, **item.fields}
     notes: list[str] = []
@@ -331,6 +379,8 @@ _HINTS = {
     "bbox_outside_image": "the boxes lie outside the images: are they the images of this annotation release?",
     "duplicate_image": "every image appears twice (the same file given for two splits?)",
     "duplicate_ref": "every ref appears twice (the same file given for two splits?)",
+    "duplicate_question": "every question appears twice (the same file given twice?)",
+    "duplicate_example": "every example appears twice (the same file given for two splits?)",
 }
 
 
@@ -370,27 +420,36 @@ def _line_text(line: dict[str, Any]) -> str:
 
 
 def write(items: Iterable[Item | Skip], spec: Spec, input_records: Callable[[], int] | None = None,
-          ignored: Callable[[], dict[str, int]] | None = None) -> dict[str, Any]:
+          ignored: Callable[[], dict[str, int]] | None = None,
+          on_line: Callable[[str, dict[str, Any]], None] | None = None,
+          finish: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> dict[str, Any]:
     """Write ``items`` into ``spec.out`` (see the module doc); returns the manifest.
 
     ``input_records`` tells, once ``items`` is exhausted, how many input records were read (for the manifest and
     the 0-kept error; default: the number of items). ``ignored`` gives counts of auxiliary input entries that were
     unusable but cost no line by themselves (e.g. instances entries without an id), for the manifest's ``ignored``.
+    ``on_line(split, line)`` sees every line written, in order. ``finish(manifest)``, called once every line is
+    written and at least one was kept, may add entries to the manifest and returns extra files of the folder
+    (``{name: text}``, e.g. ``answer_list.json``, ``test_gt.json``): they are written and renamed into place with
+    the split files, before ``manifest.json``, and listed in the manifest's ``files``; a :class:`ConvertError` it
+    raises leaves the folder as it was.
     """
     if spec.task not in TASKS:
         raise ConvertError(f"unknown task {spec.task!r} (one of {', '.join(TASKS)})")
     old = check_out(spec)
     out, root = Path(spec.out), Path(spec.image_root)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.jsonl.tmp"):
+    for stale in [*out.glob(".*.jsonl.tmp"), *out.glob(".*.json.tmp")]:
         stale.unlink()  # left by a run that was killed
     splits: dict[str, dict[str, int]] = {check_split_name(s): {"records": 0, "texts": 0} for s in spec.splits}
     files: dict[str, Any] = {}
     skipped, dropped, adjusted, details = Tally(), Tally(), Counter(), {}
     seen: set[str] = set()
-    duplicate = "duplicate_image" if spec.task == "retrieval" else "duplicate_ref"
+    duplicate = DUPLICATE[spec.task]
     n_items = 0
-    text_field = "captions" if spec.task == "retrieval" else "texts"
+    text_field = TEXT_FIELD[spec.task]
+    extras: dict[str, str] = {}
+    look = partial(inspect, cache={})
 
     def skip(s: Skip) -> None:
         skipped.add(s.reason, s.key)
@@ -405,8 +464,8 @@ def write(items: Iterable[Item | Skip], spec: Spec, input_records: Callable[[], 
         with bar, ThreadPoolExecutor(max(1, spec.workers)) as pool:
             for chunk in _chunks(items, CHUNK):
                 n_items += len(chunk)
-                results = map(inspect, [root] * len(chunk), chunk) if spec.workers <= 1 else \
-                    pool.map(inspect, [root] * len(chunk), chunk)
+                results = map(look, [root] * len(chunk), chunk) if spec.workers <= 1 else \
+                    pool.map(look, [root] * len(chunk), chunk)
                 for item, (line, skipped_item, notes) in zip(chunk, results, strict=True):
                     for reason, n in sorted(item.dropped.items()):
                         if n:
@@ -425,7 +484,10 @@ def write(items: Iterable[Item | Skip], spec: Spec, input_records: Callable[[], 
                     files[split].write(_line_text(line))
                     counts = splits.setdefault(split, {"records": 0, "texts": 0})
                     counts["records"] += 1
-                    counts["texts"] += len(line.get(text_field, ()))
+                    texts = line.get(text_field, ())
+                    counts["texts"] += 1 if isinstance(texts, str) else len(texts)
+                    if on_line is not None:
+                        on_line(split, line)
                 bar.update(len(chunk))
         for f in files.values():
             f.close()
@@ -441,12 +503,27 @@ def write(items: Iterable[Item | Skip], spec: Spec, input_records: Callable[[], 
         if not any(s["records"] for s in splits.values()):
             _atomic_write(out / FAILED, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
             raise ConvertError(empty_message(spec, manifest))
+        if finish is not None:
+            extras = finish(manifest)
+            for name, text in extras.items():
+                if not _EXTRA_NAME.match(name) or name in (MANIFEST, FAILED):
+                    raise ConvertError(f"extra file name {name!r} is not allowed")
+                (out / f".{name}.tmp").write_text(text, encoding="utf-8", newline="\n")
+            if extras:
+                manifest["files"] = sorted(extras)
         (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder is not a finished conversion
         for split in splits:
             os.replace(tmp(split), out / f"{split}.jsonl")
+        for name in extras:
+            os.replace(out / f".{name}.tmp", out / name)
         for split in (old or {}).get("splits") or {}:
             if isinstance(split, str) and split not in splits and _SPLIT_NAME.match(split):
                 (out / f"{split}.jsonl").unlink(missing_ok=True)
+        old_files = (old or {}).get("files")
+        for name in old_files if isinstance(old_files, list) else ():
+            if isinstance(name, str) and name not in extras and _EXTRA_NAME.match(name) \
+                    and name not in (MANIFEST, FAILED):
+                (out / name).unlink(missing_ok=True)
         (out / FAILED).unlink(missing_ok=True)
         _atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return manifest
@@ -455,6 +532,8 @@ def write(items: Iterable[Item | Skip], spec: Spec, input_records: Callable[[], 
             f.close()
         for split in splits:
             tmp(split).unlink(missing_ok=True)
+        for name in extras:
+            (out / f".{name}.tmp").unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------- CLI helpers
@@ -470,7 +549,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def report(manifest: dict[str, Any], out: Path, seconds: float) -> None:
     """Print a short summary of a finished conversion."""
-    text = "captions" if manifest["task"] == "retrieval" else "expressions"
+    text = TEXT_WORD.get(manifest["task"], "texts")
     parts = [f"{s} {c['records']} lines ({c['texts']} {text})" for s, c in manifest["splits"].items()]
     print(f"{manifest['task']} {manifest['source']}: " + ", ".join(parts) + f" under {out} ({seconds:.1f}s)")
     for title, key in (("skipped", "skipped"), ("dropped texts", "dropped"), ("adjusted", "adjusted")):

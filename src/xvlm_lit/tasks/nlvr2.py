@@ -1,0 +1,130 @@
+"""NLVR2: fine-tuning (true/false about an image pair) and the text-assignment domain pre-stage.
+
+Both modules initialise the :class:`~xvlm_lit.models.nlvr.NLVRModel` from ``init_from`` when a fit starts (not when
+resuming, not when evaluating): the pair layers need the NLVR key map of :mod:`xvlm_lit.checkpoints.nlvr_keymap`
+(pre-trained fusion layer k -> layers 2k and 2k+1), which ``model.init_from`` (the generic importer) does not know.
+Our own NLVR checkpoints need no map: ``python -m xvlm_lit.eval`` reads them as any other.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchmetrics.classification import BinaryAccuracy
+
+from xvlm_lit.checkpoints.nlvr_keymap import init_nlvr
+from xvlm_lit.data.tasks.nlvr2 import NLVRBatch
+from xvlm_lit.tasks.finetune import FineTuneModule
+from xvlm_lit.tasks.predictions import gather_rows, write_jsonl
+from xvlm_lit.tasks.pretrain import PretrainModule
+
+log = logging.getLogger(__name__)
+
+
+class _InitAtFit:
+    """Mixin: import ``init_from`` through the NLVR key map at the start of a fit that is not a resume."""
+
+    init_from: str | None
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage != "fit":
+            return
+        if getattr(self.trainer, "ckpt_path", None):
+            log.info("resuming from %s: task.init_from is not applied", self.trainer.ckpt_path)
+        elif self.init_from:
+            report = init_nlvr(self.model, self.init_from)
+            log.info("NLVR model initialised: %s", report.summary())
+        else:
+            log.warning("task.init_from is null: the NLVR model starts from random weights")
+
+
+class NLVR2Module(_InitAtFit, FineTuneModule):
+    """Trains with the ``nlvr`` plugin (cross-entropy of ``cls_head``); evaluates accuracy on ``dev`` (``val/acc``)
+    and each test split (``test/<split>/acc``), logs the majority-label baseline (``.../majority_acc``: always
+    answering the most frequent training label) and writes ``predictions_<split>.jsonl``.
+
+    Args:
+        init_from: checkpoint to start from (pre-trained X-VLM, the text-assignment pre-stage, or an NLVR one).
+        output_dir: where the predictions files go.
+    """
+
+    def __init__(self, *args, init_from: str | None = None, output_dir: str | None = None, **kwargs) -> None:
+        kwargs.setdefault("clamp_temp", False)  # the NLVR model has no contrastive temperature
+        super().__init__(*args, **kwargs)
+        self.init_from, self.output_dir = init_from, output_dir
+        self._metrics: dict[int, BinaryAccuracy] = {}
+        self._rows: dict[int, list[dict[str, Any]]] = {}
+
+    def _metric(self, loader: int) -> BinaryAccuracy:
+        if loader not in self._metrics:
+            self._metrics[loader] = BinaryAccuracy().to(self.device)
+        return self._metrics[loader]
+
+    @torch.no_grad()
+    def predict_batch(self, batch: NLVRBatch) -> torch.Tensor:
+        """``P(true)`` ``[T]`` of each (pair, sentence)."""
+        logits = self.model.pair_logits(batch.images, batch.images_right, batch.text_ids, batch.text_mask)
+        return logits.float().softmax(-1)[:, 1]
+
+    def _eval_step(self, batch: NLVRBatch | None, loader: int) -> None:
+        if batch is None:
+            return
+        prob = self.predict_batch(batch)
+        self._metric(loader).update(prob, batch.labels)
+        rows = self._rows.setdefault(loader, [])
+        for i in range(len(prob)):
+            rows.append({"record": int(batch.record[i]), "label": bool(batch.labels[i]),
+                         "pred": bool(prob[i] > 0.5), "prob_true": round(float(prob[i]), 5)})
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def _finish(self, loader: int) -> dict[str, float]:
+        """Every rank calls this for every loader in the same order (the metric's compute synchronises)."""
+        dm = self.trainer.datamodule
+        split = self.eval_split_name(loader)
+        metric = self._metric(loader)
+        acc = float(metric.compute()) * 100
+        metric.reset()
+        labels = [int(r["label"]) for r in dm.split(split).records]
+        majority = dm.majority_label()
+        baseline = 100.0 * sum(v == majority for v in labels) / max(1, len(labels))
+        prefix = f"test/{split}" if self.trainer.testing else "val"
+        logged = {f"{prefix}/acc": acc, f"{prefix}/majority_acc": baseline}
+        self.log_dict(logged, rank_zero_only=True, batch_size=1)
+        rows = gather_rows(self._rows.pop(loader, []))
+        if self.output_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            records = dm.split(split).records
+            for row in rows:
+                rec = records[row["record"]]
+                row.update(index=row["record"], image_id=rec.get("image_id"), identifier=rec.get("identifier"),
+                           sentence=rec["sentence"])
+            write_jsonl(rows, Path(self.output_dir) / f"predictions_{split}.jsonl", sort_key="index")
+        return logged
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish(0)
+
+    def on_test_epoch_end(self) -> None:
+        for loader in range(len(self.trainer.datamodule.test_splits)):
+            self._finish(loader)
+
+
+class NLVR2PretrainModule(_InitAtFit, PretrainModule):
+    """The text-assignment domain pre-stage: :class:`PretrainModule` with the ``ta`` plugin on image-text batches
+    of a pre-training DataModule, the model built with ``text_assignment: true``; ``init_from`` a pre-trained
+    X-VLM. Its ``last.ckpt`` is ``task.init_from`` of ``experiment=nlvr2``."""
+
+    def __init__(self, *args, init_from: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.init_from = init_from
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """No contrastive temperature to clamp."""

@@ -61,7 +61,7 @@ def _check(record: Any) -> str | None:
     if not isinstance(record, dict) or not isinstance(record.get("image"), str):
         return "bad_json"
     qid = record.get("question_id")
-    if isinstance(qid, bool) or not isinstance(qid, int):
+    if isinstance(qid, bool) or not (isinstance(qid, int) or isinstance(qid, str) and qid.strip()):
         return "bad_json"
     if not isinstance(record.get("question"), str):
         return "bad_json"

@@ -9,7 +9,7 @@ among).
 As the reference (``dataset/vqa_dataset.py``, ``VQA.py``):
 
 - question text ``[CLS] question`` (no [SEP]), cleaned as captions (at most ``max_words`` words for training, 50
-  for evaluation), truncated to ``max_tokens``;
+  for evaluation), truncated to ``max_tokens`` (training; the reference's 40) or ``eval_max_tokens``;
 - answer text ``[CLS] answer [SEP]``: the decoder reads ``[CLS]`` as its start token and learns ``answer [SEP]``;
 - a training item is one question with all its distinct answers and their weights (``answer_weights``, else
   count / number of answers, 0.5 for a VG answer); the batch flattens the answers and keeps, per answer, the index
@@ -270,7 +270,8 @@ class VQATaskDataModule(L.LightningDataModule):
             (VQA test-dev/test) give results files but no accuracy.
         answer_list: the candidate answers file; None = ``<root>/answer_list.json``.
         image_size, batch_size, eval_batch_size, tokenizer_path, num_workers: as TaskDataModule.
-        max_tokens: question length in tokens (``[CLS]`` included); max_words: training question words.
+        max_tokens: training question length in tokens (``[CLS]`` included); max_words: training question words.
+        eval_max_tokens: evaluation question length (the reference does not truncate test questions).
         max_answer_tokens: answer length in tokens (``[CLS]`` and ``[SEP]`` included).
         crop_scale, randaugment, flip: training augmentation.
         limit: at most this many questions per split; val_limit: at most this many for the val split (VQA v2's
@@ -281,8 +282,8 @@ class VQATaskDataModule(L.LightningDataModule):
                  train_split: str | Sequence[str] = "train", val_split: str = "val",
                  test_splits: Sequence[str] = ("test",), answer_list: str | None = None,
                  tokenizer_path: str | None = None, max_tokens: int = 40, max_words: int = 30,
-                 max_answer_tokens: int = 16, crop_scale: Sequence[float] = (0.5, 1.0), randaugment: bool = True,
-                 flip: bool = True, num_workers: int = 4, limit: int | None = None,
+                 eval_max_tokens: int = 64, max_answer_tokens: int = 16, crop_scale: Sequence[float] = (0.5, 1.0),
+                 randaugment: bool = True, flip: bool = True, num_workers: int = 4, limit: int | None = None,
                  val_limit: int | None = None) -> None:
         super().__init__()
         self.root = os.path.expanduser(str(root))
@@ -292,7 +293,7 @@ class VQATaskDataModule(L.LightningDataModule):
         self.answer_list_path = os.path.expanduser(str(answer_list)) if answer_list else str(
             Path(self.root) / ANSWER_LIST)
         self.tokenizer_path, self.max_tokens, self.max_words = tokenizer_path, max_tokens, max_words
-        self.max_answer_tokens = max_answer_tokens
+        self.eval_max_tokens, self.max_answer_tokens = eval_max_tokens, max_answer_tokens
         self.crop_scale, self.randaugment, self.flip = tuple(crop_scale), randaugment, flip
         self.num_workers, self.limit, self.val_limit = num_workers, limit, val_limit
         self._tokenizer = None
@@ -342,7 +343,8 @@ class VQATaskDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: Dataset, train: bool, batch_size: int, sampler) -> DataLoader:
-        collate = VQACollate(self.tokenizer, self.max_tokens, self.max_answer_tokens, train)
+        length = self.max_tokens if train else max(self.max_tokens, self.eval_max_tokens)
+        collate = VQACollate(self.tokenizer, length, self.max_answer_tokens, train)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=collate, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())

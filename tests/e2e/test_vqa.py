@@ -6,16 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from data_prep.shapes import ensure_shapes_world
 from data_prep.shapes_vqa import export_shapes_vqa
+from xvlm_lit.build import build_model
+from xvlm_lit.checkpoints import save_safetensors
 from xvlm_lit.config import ConfigError
 from xvlm_lit.eval import evaluate
 from xvlm_lit.evaluation.vqa import vqa_accuracy
 from xvlm_lit.train import run
+
+from ..conftest import compose_model
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("e2e")
@@ -64,6 +69,13 @@ def test_vqa_fine_tunes_and_a_saved_checkpoint_evaluates_the_same(vqa_dir, tmp_p
     assert results == sorted(({"question_id": r["question_id"], "answer": r["answer"]} for r in rows),
                              key=lambda r: r["question_id"])
 
+    # resuming the run applies no initialisation (none is configured, and none is needed)
+    last = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    resumed = run(compose_cfg("train", tmp_path / "resume", [*common, "task.allow_random_init=false",
+                                                             f"ckpt_path={last}", "trainer.max_steps=4",
+                                                             "test_after_fit=false"]))
+    assert resumed["global_step"] == 4
+
     generated = evaluate(compose_cfg("eval", tmp_path / "gen", [*common, f"ckpt_path={best}",
                                                                  "task.inference=generate"]))
     assert 0 <= generated["test/test/vqa_acc"] <= 100
@@ -74,3 +86,24 @@ def test_fitting_without_an_initialisation_is_a_config_error(vqa_dir, tmp_path):
     overrides = ["experiment=vqa_demo", f"data.root={vqa_dir}", *SMALL, "task.allow_random_init=false"]
     with pytest.raises(ConfigError, match="task.init_from is not set"):
         run(compose_cfg("train", tmp_path / "train", overrides))
+
+
+def test_init_from_a_pretrained_checkpoint_at_fit_start(vqa_dir, tmp_path):
+    torch.manual_seed(0)
+    pretrained = build_model(compose_model("xvlm_tiny"))
+    ckpt = save_safetensors(pretrained, tmp_path / "pretrained.safetensors")
+    overrides = ["experiment=vqa_demo", f"data.root={vqa_dir}", *SMALL, f"task.init_from={ckpt}",
+                 "task.allow_random_init=false", "task.optimizer.lr=0", "trainer.max_steps=1", "test_after_fit=false"]
+    run(compose_cfg("train", tmp_path / "train", overrides))
+    state = torch.load(tmp_path / "train" / "checkpoints" / "last.ckpt", map_location="cpu",
+                       weights_only=False)["state_dict"]
+    theirs = pretrained.state_dict()
+    for i in range(2):  # lr 0: the saved weights are the initialisation
+        for name in ("attention.self.query.weight", "crossattention.self.query.weight", "intermediate.dense.weight"):
+            assert torch.equal(state[f"model.answer_decoder.layer.{i}.{name}"],
+                               theirs[f"fusion_encoder.layer.{i}.{name}"]), (i, name)
+        assert state[f"model.answer_decoder.layer.{i}.crossattention.self.key.weight"].shape == (256, 256)
+    assert torch.equal(state["model.answer_decoder.embeddings.word_embeddings.weight"],
+                       theirs["text_encoder.bert.embeddings.word_embeddings.weight"])
+    assert torch.equal(state["model.vision_encoder.backbone.patch_embed.proj.weight"],
+                       theirs["vision_encoder.backbone.patch_embed.proj.weight"])

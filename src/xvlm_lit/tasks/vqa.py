@@ -30,9 +30,9 @@ class VQAModule(FineTuneModule):
 
     Args:
         init_from: the pre-trained checkpoint (ours or the reference's), or the reference's fine-tuned VQA one,
-            loaded with the VQA key map (:mod:`xvlm_lit.checkpoints.vqa_keymap`) when fitting starts (a resumed
-            run then restores its own weights over it). ``model.init_from`` only takes a checkpoint of this same
-            model (a VQA run): the generic key maps know nothing of the decoder.
+            loaded with the VQA key map (:mod:`xvlm_lit.checkpoints.vqa_keymap`) when fitting starts, unless the
+            fit resumes a run (``ckpt_path``: the run's own weights are kept). ``model.init_from`` only takes a
+            checkpoint of this same model (a VQA run): the generic key maps know nothing of the decoder.
         inference: ``rank`` (the reference's protocol over the answer list) or ``generate`` (open-ended).
         k_test: candidates re-scored per question by ``rank`` (reference 128).
         num_beams, max_answer_tokens: ``generate``'s beam width (1 = greedy) and length limit.
@@ -53,7 +53,7 @@ class VQAModule(FineTuneModule):
         self.inference, self.k_test = inference, int(k_test)
         self.num_beams, self.max_answer_tokens, self.rank_chunk_size = num_beams, max_answer_tokens, rank_chunk_size
         self.majority_baseline, self.output_dir = majority_baseline, output_dir
-        self._initialised = False
+        self._initialised = self._restored = False
         self._metrics: dict[int, VQAAccuracy] = {}
         self._rows: dict[int, list[dict[str, Any]]] = {}
         self._answers: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -61,30 +61,34 @@ class VQAModule(FineTuneModule):
         self._majority: str | None | bool = False  # False: not computed yet
 
     # ------------------------------------------------------------------ training
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage != "fit" or self._initialised:
-            return
-        if getattr(self.trainer, "ckpt_path", None):
-            log.info("resuming from %s: task.init_from is not applied", self.trainer.ckpt_path)
-            self._initialised = True
-            return
-        if not self.init_from and not self.allow_random_init:
-            raise ConfigError("task.init_from is not set: give the pre-trained checkpoint to fine-tune from "
-                             "(task.init_from=<ours .ckpt/.safetensors or the reference's .th>), or "
-                             "task.allow_random_init=true to train from the weights the model was built with "
-                             "(e.g. model.init_from=<a VQA run's checkpoint>)")
-        if self.init_from:
-            from xvlm_lit.checkpoints.vqa_keymap import init_vqa_from
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A Lightning checkpoint is being restored into this module (a resumed fit, or an evaluation)."""
+        self._restored = True
 
-            path = Path(self.init_from).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"task.init_from={self.init_from!r}: no such file (nothing is downloaded: "
-                                        "give the pre-trained checkpoint's local path, or null to start from "
-                                        "random weights)")
-            report = init_vqa_from(self.model, path)
-            log.info("VQA model initialised: %s", report.summary())
+    def on_fit_start(self) -> None:
+        """Apply ``init_from`` through the VQA key map, unless the fit resumes a run (Lightning restores the
+        module before this hook, so the run's own weights are kept)."""
+        if self._initialised:
+            return
         self._initialised = True
+        if self._restored or getattr(self.trainer, "ckpt_path", None):
+            log.info("resuming a run: task.init_from is not applied")
+            return
+        if not self.init_from:
+            if not self.allow_random_init:
+                raise ConfigError("task.init_from is not set: give the pre-trained checkpoint to fine-tune from "
+                                  "(task.init_from=<ours .ckpt/.safetensors or the reference's .th>), or "
+                                  "task.allow_random_init=true to train from the weights the model was built with "
+                                  "(e.g. model.init_from=<a VQA run's checkpoint>)")
+            return
+        from xvlm_lit.checkpoints.vqa_keymap import init_vqa_from
+
+        path = Path(self.init_from).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"task.init_from={self.init_from!r}: no such file (nothing is downloaded: give "
+                                    "the pre-trained checkpoint's local path)")
+        report = init_vqa_from(self.model, path)  # the same file on every rank: the replicas stay equal
+        log.info("VQA model initialised: %s", report.summary())
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         """Nothing to clamp (VQA has no contrastive temperature)."""

@@ -1,6 +1,8 @@
 """Greedy decoding and beam search over a next-token function (no key/value cache: short captions).
 
-``step(ids [N, L]) -> logits [N, V]`` gives the next-token logits of each row. Lengths count the prompt, as the
+``step(ids [N, L]) -> logits [N, V]`` gives the next-token logits of each row; a step object with a
+``reorder(rows)`` method (a key/value cache, :class:`~xvlm_lit.models.caption.IncrementalLM`) is told after each
+beam step which old row every new row continues. Lengths count the prompt, as the
 reference's ``generate(max_length=20, min_length=5)`` (transformers 4.12) does: at most ``max_length`` tokens in
 all, and end-of-sequence is forbidden while a sequence is shorter than ``min_length`` tokens.
 
@@ -84,6 +86,9 @@ def beam_search(step: Step, prompt: torch.Tensor, num_beams: int, max_length: in
         parent = torch.where(frozen, top - k * vocab, top // vocab)
         token = torch.where(frozen, torch.full_like(top, pad_id), top % vocab)
         rows = (torch.arange(b, device=device)[:, None] * k + parent).view(-1)
+        reorder = getattr(step, "reorder", None)
+        if reorder is not None:  # a cached step function follows the beams
+            reorder(rows)
         ids = torch.cat([ids[rows], token.view(-1, 1)], dim=1)
         flat_extend = extend.view(b, -1)
         score = torch.where(frozen, score.gather(1, parent), flat_extend.gather(1, top.clamp_max(k * vocab - 1)))

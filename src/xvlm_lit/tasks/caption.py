@@ -21,7 +21,7 @@ import torch
 from xvlm_lit.checkpoints.caption_keymap import init_caption
 from xvlm_lit.evaluation.caption import CaptionScores
 from xvlm_lit.evaluation.caption_baseline import best_constant_caption, constant_cider, frequent_captions
-from xvlm_lit.models.caption import PROMPT, next_token_logits
+from xvlm_lit.models.caption import PROMPT, IncrementalLM
 from xvlm_lit.models.generation import beam_search, greedy_search
 from xvlm_lit.models.xvlm import XVLM
 from xvlm_lit.tasks.finetune import FineTuneModule
@@ -48,12 +48,10 @@ def generate_captions(model: XVLM, images: torch.Tensor, tokenizer, prompt: str 
     start = prompt_ids(tokenizer, prompt, images.shape[0], images.device)
     eos, pad = tokenizer.sep_token_id, tokenizer.pad_token_id or 0
     if num_beams == 1:
-        out = greedy_search(lambda ids: next_token_logits(model, tokens, ids), start, max_length, min_length, eos,
-                            pad)
+        out = greedy_search(IncrementalLM(model, tokens), start, max_length, min_length, eos, pad)
     else:
-        expanded = tokens.repeat_interleave(num_beams, dim=0)
-        out = beam_search(lambda ids: next_token_logits(model, expanded, ids), start, num_beams, max_length,
-                          min_length, eos, pad, length_penalty)
+        step = IncrementalLM(model, tokens.repeat_interleave(num_beams, dim=0))
+        out = beam_search(step, start, num_beams, max_length, min_length, eos, pad, length_penalty)
     captions = []
     for row in out[:, start.shape[1]:].tolist():
         if eos in row:

@@ -32,8 +32,8 @@ def test_caption_pre_stage_then_fine_tuning_and_reevaluation(world, tmp_path):
         "trainer.max_steps=2", *SMALL]))
     assert pre["global_step"] == 2 and "train/caption_loss" in pre
     common = ["experiment=caption_demo", f"data.root={world / 'shapes_tasks' / 'caption'}", "data.batch_size=8",
-              "data.eval_batch_size=4", "task.max_length=10", "task.baseline_candidates=1", "trainer.max_steps=3", "trainer.val_check_interval=3",
-              *SMALL]
+              "data.eval_batch_size=4", "task.max_length=10", "task.baseline_candidates=1", "trainer.max_steps=3",
+              "trainer.val_check_interval=3", *SMALL]
     ckpt = tmp_path / "pre" / "checkpoints" / "last.ckpt"
     trained = run(compose_cfg("train", tmp_path / "train", [*common, f"task.init_from={ckpt}"]))
     best = next((tmp_path / "train" / "checkpoints").glob("best-*.ckpt"))

@@ -71,6 +71,7 @@ def test_pretraining_batches_get_sep_and_learn_every_caption_token():
     batch = random_batch(model, 3, regions=False)
     out = CaptionLoss(label_smoothing=0.0)(model, batch, StepCache(model, batch))
     out["caption_loss"].backward()
-    assert torch.isfinite(out["caption_loss"]) and model.mlm_head.cls.predictions.transform.dense.weight.grad.abs().sum()
+    head = model.mlm_head.cls.predictions.transform.dense.weight
+    assert torch.isfinite(out["caption_loss"]) and head.grad.abs().sum() > 0
     region = random_batch(model, 2, 2)
     assert CaptionLoss()(model, region, StepCache(model, region)) == {}

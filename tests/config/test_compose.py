@@ -32,7 +32,8 @@ def test_every_experiment_composes_and_resolves(name, tmp_path):
     for key in ("model", "loss", "data", "task", "trainer"):
         assert cfg[key] is not None, key
     by_prefix = {"retrieval": {"itc", "itm"}, "grounding_weak": {"itc", "itm"}, "grounding": {"bbox"},
-                 "nlvr2_pretrain": {"ta"}, "nlvr2": {"nlvr"}, "vqa": {"vqa"}}
+                 "nlvr2_pretrain": {"ta"}, "nlvr2": {"nlvr"}, "vqa": {"vqa"},
+                 "caption": {"caption"}}
     expected = next((v for k, v in by_prefix.items() if name.startswith(k)), {"itc", "itm", "mlm", "bbox"})
     assert set(cfg.loss) == expected
 

@@ -64,9 +64,9 @@ class CaptionModule(FineTuneModule):
     """Fine-tunes an :class:`XVLM` as a captioner and evaluates it with beam search (see the module docstring).
 
     Args:
-        init_from: checkpoint read at the start of a fit (not on resume) through the caption key map: a pre-trained
-            X-VLM (ours or the reference's), the caption pre-stage's ``last.ckpt``, or a reference captioning
-            ``.th`` (``text_decoder.*``); ``model.init_from`` also takes the first two.
+        init_from: checkpoint read through the caption key map when a fit sets up (a resume then restores its own
+            weights over it): a pre-trained X-VLM (ours or the reference's), the caption pre-stage's ``last.ckpt``,
+            or a reference captioning ``.th`` (``text_decoder.*``); ``model.init_from`` also takes the first two.
         prompt, num_beams, max_length, min_length, length_penalty: decoding (reference: "a picture of ", 3, 20,
             5, 1.0); the prompt must equal ``data.prompt``.
         spice: also run SPICE (slow; needs its jars); constant_baseline: log the constant-caption baseline,
@@ -90,10 +90,7 @@ class CaptionModule(FineTuneModule):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if stage != "fit" or not self.init_from:
-            return
-        if getattr(self.trainer, "ckpt_path", None):
-            log.info("resuming from %s: task.init_from is not applied", self.trainer.ckpt_path)
-            return
+            return  # a resumed fit restores its checkpoint after setup, over these weights
         log.info("captioning model initialised: %s", init_caption(self.model, self.init_from).summary())
 
     def generate(self, images: torch.Tensor) -> list[str]:

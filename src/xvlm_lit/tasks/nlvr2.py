@@ -1,8 +1,9 @@
 """NLVR2: fine-tuning (true/false about an image pair) and the text-assignment domain pre-stage.
 
-Both modules initialise the :class:`~xvlm_lit.models.nlvr.NLVRModel` from ``init_from`` when a fit starts (not when
-resuming, not when evaluating): the pair layers need the NLVR key map of :mod:`xvlm_lit.checkpoints.nlvr_keymap`
-(pre-trained fusion layer k -> layers 2k and 2k+1), which ``model.init_from`` (the generic importer) does not know.
+Both modules initialise the :class:`~xvlm_lit.models.nlvr.NLVRModel` from ``init_from`` when a fit sets up (a
+resumed fit then restores its own checkpoint over it; evaluation never reads it): the pair layers need the NLVR key
+map of :mod:`xvlm_lit.checkpoints.nlvr_keymap` (pre-trained fusion layer k -> layers 2k and 2k+1), which
+``model.init_from`` (the generic importer) does not know.
 Our own NLVR checkpoints need no map: ``python -m xvlm_lit.eval`` reads them as any other.
 """
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class _InitAtFit:
-    """Mixin: import ``init_from`` through the NLVR key map at the start of a fit that is not a resume."""
+    """Mixin: import ``init_from`` through the NLVR key map when a fit sets up (Lightning restores a resumed run's
+    checkpoint after ``setup``, over these weights; evaluation never reads ``init_from``)."""
 
     init_from: str | None
 
@@ -33,9 +35,7 @@ class _InitAtFit:
         super().setup(stage)
         if stage != "fit":
             return
-        if getattr(self.trainer, "ckpt_path", None):
-            log.info("resuming from %s: task.init_from is not applied", self.trainer.ckpt_path)
-        elif self.init_from:
+        if self.init_from:
             report = init_nlvr(self.model, self.init_from)
             log.info("NLVR model initialised: %s", report.summary())
         else:

@@ -34,7 +34,7 @@ demo-tasks: setup
 	$(PY) -m xvlm_lit.demo_tasks
 
 test: setup
-	CI=$${CI:-} $(PY) -m pytest -m "not slow" -n 2 --dist loadgroup -q
+	CI=$${CI:-} $(PY) -m pytest -m "not slow" -n 2 --dist loadgroup -q --durations=15
 
 test-all: setup
 	$(PY) -m pytest -n 2 --dist loadgroup -q

@@ -15,7 +15,7 @@ from xvlm_lit.checkpoints import save_safetensors
 
 from ..conftest import compose_model
 
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e-tasks_ddp")
 
 
 def eval_cli(args: list[str], cwd: Path) -> dict:

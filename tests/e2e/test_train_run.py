@@ -15,7 +15,7 @@ from omegaconf import open_dict
 from xvlm_lit.train import run
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e-train_run")
 
 TINY = ["data.shapes_world.n_train=96", "data.shapes_world.n_val=32", "data.shapes_world.shard_size=24",
         "data.batch_size=4", "data.region_batch_size=4", "data.region_images=2", "data.num_workers=1",

@@ -12,31 +12,42 @@ import torch
 
 from xvlm_lit.data.batch import VLBatch
 from xvlm_lit.losses.base import LossPlugin, StepCache
-from xvlm_lit.models.caption import lm_logits
+from xvlm_lit.models.caption import lm_hidden
 from xvlm_lit.models.xvlm import XVLM
 
 IGNORE = -100
 
 
-def smoothed_lm_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """Mean next-token loss over the real targets of a batch.
+def smoothed_nll(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean loss of ``logits [N, V]`` against ``target [N]``. With ``smoothing = e`` the target distribution is the
+    reference's ``LabelSmoothSoftmaxCEV1``: ``1 - e`` on the true token and ``e / V`` on each other one (not
+    torch's ``1 - e + e / V`` on the true token)."""
+    logp = logits.float().log_softmax(-1)
+    true = logp.gather(1, target[:, None]).squeeze(1)
+    if smoothing == 0:
+        return -true.mean()
+    others = logp.sum(-1) - true
+    return -((1 - smoothing) * true + smoothing / logp.shape[-1] * others).mean()
 
-    ``logits [B, L, V]`` at position ``i`` predict ``labels [B, L]`` at ``i + 1`` (-100 = ignored). With
-    ``smoothing = e`` the target distribution is the reference's ``LabelSmoothSoftmaxCEV1``: ``1 - e`` on the true
-    token and ``e / V`` on each other one (not torch's ``1 - e + e / V`` on the true token).
-    """
+
+def smoothed_lm_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean next-token loss over the real targets of a batch: ``logits [B, L, V]`` at position ``i`` predict
+    ``labels [B, L]`` at ``i + 1`` (-100 = ignored); see :func:`smoothed_nll`."""
     target = labels[:, 1:]
     keep = target != IGNORE
     if not keep.any():
         return logits.sum() * 0.0
-    logp = logits[:, :-1][keep].float().log_softmax(-1)  # [N, V]
-    t = target[keep]
-    true = logp.gather(1, t[:, None]).squeeze(1)
-    if smoothing == 0:
-        return -true.mean()
-    vocab = logp.shape[-1]
-    others = logp.sum(-1) - true
-    return -((1 - smoothing) * true + smoothing / vocab * others).mean()
+    return smoothed_nll(logits[:, :-1][keep], target[keep], smoothing)
+
+
+def lm_loss(model: XVLM, hidden: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """:func:`smoothed_lm_loss` of ``model.mlm_head(hidden)``, the head evaluated only where a target is learned
+    (the vocabulary projection dominates a small model's step; prompt and padding positions are skipped)."""
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    if not keep.any():
+        return hidden.sum() * 0.0
+    return smoothed_nll(model.mlm_head(hidden[:, :-1][keep]), target[keep], smoothing)
 
 
 def append_sep(ids: torch.Tensor, mask: torch.Tensor, sep_id: int, max_tokens: int) -> tuple[torch.Tensor,
@@ -86,7 +97,7 @@ class CaptionLoss(LossPlugin):
             ids, mask = append_sep(ids, mask, self.sep_id, self.max_tokens)
             labels = ids.masked_fill(mask == 0, IGNORE)
         labels = labels.masked_fill(~batch.valid_mask()[:, None], IGNORE)
-        logits = lm_logits(model, cache.full_image_tokens, ids, mask)
-        return {"caption_loss": smoothed_lm_loss(logits, labels, self.label_smoothing),
+        hidden = lm_hidden(model, cache.full_image_tokens, ids, mask)
+        return {"caption_loss": lm_loss(model, hidden, labels, self.label_smoothing),
                 "caption_tokens": (labels[:, 1:] != IGNORE).sum().float()}
 

@@ -71,12 +71,15 @@ def baselines(folder: Path, test_split: str = "test") -> dict[str, dict[str, flo
     return out
 
 
-def run_task(experiment: str) -> tuple[dict[str, float], dict[str, float]]:
+def run_task(experiment: str, reuse: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+    """Zero-shot evaluation and fine-tuning of one task experiment (``reuse``: keep runs that finished before)."""
     zero, tuned = OUT / f"{experiment}_zeroshot", OUT / experiment
-    sh(["xvlm_lit.eval", f"experiment={experiment}", f"ckpt_path={PRETRAIN_CKPT.resolve()}",
-        f"hydra.run.dir={zero}"])
-    sh(["xvlm_lit.train", f"experiment={experiment}", f"model.init_from={PRETRAIN_CKPT.resolve()}",
-        f"hydra.run.dir={tuned}"])
+    if not (reuse and (zero / "metrics.json").is_file()):
+        sh(["xvlm_lit.eval", f"experiment={experiment}", f"ckpt_path={PRETRAIN_CKPT.resolve()}",
+            f"hydra.run.dir={zero}"])
+    if not (reuse and (tuned / "metrics.json").is_file()):
+        sh(["xvlm_lit.train", f"experiment={experiment}", f"model.init_from={PRETRAIN_CKPT.resolve()}",
+            f"hydra.run.dir={tuned}"])
     return (json.loads((zero / "metrics.json").read_text()), json.loads((tuned / "metrics.json").read_text()))
 
 
@@ -91,6 +94,8 @@ def table(results: list[tuple[str, str, float, float, float, str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xvlm_lit.demo_tasks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="*", default=[t[0] for t in TASKS], help="task experiments to run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the runs of an earlier call that finished (their metrics.json exists)")
     args = parser.parse_args(argv)
     if not PRETRAIN_CKPT.is_file():
         sh(["xvlm_lit.train", f"hydra.run.dir={OUT / 'pretrain'}"])
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     for experiment, _, metrics in TASKS:
         if experiment not in args.tasks or not experiment_exists(experiment):
             continue
-        zero, tuned = run_task(experiment)
+        zero, tuned = run_task(experiment, args.reuse)
         for label, key, base_name in metrics:
             b = base.get(base_name, {}).get(key, tuned.get(f"test/test/random_box_{key}", float("nan")))
             results.append((experiment, label, zero[f"test/test/{key}"], tuned[f"test/test/{key}"], b, base_name))

@@ -15,7 +15,7 @@ from xvlm_lit.train import run
 
 from .test_tasks import compose_cfg
 
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e-nlvr2")
 SMALL = ["data.num_workers=0", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false"]
 
 

@@ -23,7 +23,7 @@ from xvlm_lit.train import run
 from ..conftest import compose_model
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e-vqa")
 SMALL = ["task.init_from=null", "task.allow_random_init=true", "data.limit=24", "data.num_workers=0",
          "data.batch_size=8", "data.eval_batch_size=16", "trainer.max_steps=3", "trainer.val_check_interval=3",
          "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "task.k_test=8"]

@@ -17,7 +17,7 @@ from xvlm_lit.checkpoints import save_safetensors
 
 from ..conftest import compose_model
 
-pytestmark = [pytest.mark.xdist_group("e2e"), pytest.mark.slow]  # two subprocesses: about a minute
+pytestmark = [pytest.mark.xdist_group("e2e-vqa_ddp"), pytest.mark.slow]  # two subprocesses: about a minute
 
 
 def eval_cli(args: list[str], cwd: Path) -> dict:

@@ -13,6 +13,8 @@ false with probability 1/2), so the labels are balanced and the majority baselin
 - "the left image contains a small blue square" / "the right image has no green shape"
 - "the left image has more shapes than the right image" (fewer / the same number of shapes)
 - "there are five shapes in total"
+- "the right image shows two shapes: a small red circle and a large blue square" (a caption of one of the two
+  images; drawn four times as often as each other kind)
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from data_prep.shapes_tasks import FORMAT_VERSION, _samples, _write_jsonl
 
 COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
 TEMPLATES = ("both_colour", "neither_kind", "one_kind", "side_full", "side_shape", "side_no_colour", "more", "fewer",
-             "same", "total")
+             "same", "total", "side_caption")
+#: how often each kind is drawn: "side_caption" (a caption of one of the two images, said of the left or the right
+#: one) is the kind closest to the pre-training task, where a small demo model starts from
+WEIGHTS = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4], dtype=float) / 14
 Objects = list[dict[str, Any]]
 
 
@@ -52,8 +57,10 @@ def _attribute(rng: np.random.Generator, pool: Objects, index: int, palette: tup
     return palette[int(rng.integers(len(palette)))]
 
 
-def _statement(rng: np.random.Generator, template: str, left: Objects, right: Objects) -> tuple[str, bool]:
+def _statement(rng: np.random.Generator, template: str, left_rec: dict[str, Any],
+               right_rec: dict[str, Any]) -> tuple[str, bool]:
     """A statement of kind ``template`` (one of :data:`TEMPLATES`) with drawn parameters, and its truth."""
+    left, right = left_rec["objects"], right_rec["objects"]
     pool = left + right
     colour = _attribute(rng, pool, 1, tuple(COLOURS))
     kind = _attribute(rng, pool, -1, KINDS)
@@ -78,6 +85,11 @@ def _statement(rng: np.random.Generator, template: str, left: Objects, right: Ob
         return "the left image has more shapes than the right image", len(left) > len(right)
     if template == "fewer":
         return "the left image has fewer shapes than the right image", len(left) < len(right)
+    if template == "side_caption":
+        source = left_rec if rng.random() < 0.5 else right_rec
+        caption = source["captions"][int(rng.integers(len(source["captions"])))]
+        owner = source if caption not in (right_rec if source is left_rec else left_rec)["captions"] else None
+        return f"the {side} image shows {caption}", owner is (left_rec if side == "left" else right_rec)
     if template == "same":
         return "both images have the same number of shapes", len(left) == len(right)
     return f"there are {COUNT_WORDS.get(n, str(n))} shapes in total", len(pool) == n
@@ -91,7 +103,7 @@ def make_example(rng: np.random.Generator, records: list[dict[str, Any]], want: 
         j, k = (int(v) for v in rng.choice(len(records), size=2, replace=False))
         left, right = records[j], records[k]
         for _ in range(20):
-            sentence, truth = _statement(rng, template, left["objects"], right["objects"])
+            sentence, truth = _statement(rng, template, left, right)
             if truth == want:
                 return left, right, sentence, truth
     return left, right, sentence, truth
@@ -100,7 +112,7 @@ def make_example(rng: np.random.Generator, records: list[dict[str, Any]], want: 
 def _examples(rng: np.random.Generator, records: list[dict[str, Any]], n: int, split: str) -> list[dict[str, Any]]:
     rows = []
     for i in range(n):
-        template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+        template = TEMPLATES[int(rng.choice(len(TEMPLATES), p=WEIGHTS))]
         left, right, sentence, label = make_example(rng, records, bool(rng.random() < 0.5), template)
         pair = f"{split}-{i:06d}"
         rows.append({"images": [left["image"], right["image"]], "image_id": f"shapes_nlvr2/{pair}",

@@ -25,13 +25,22 @@ from xvlm_lit.evaluation.retrieval import chance_recall
 
 OUT = Path("outputs/demo")
 PRETRAIN_CKPT = OUT / "pretrain" / "checkpoints" / "last.ckpt"
-#: (experiment, task folder, [(label, metric key, baseline name)])
+#: (experiment, init key, zero-shot?, test split, [(label, metric, baseline: a name of :func:`baselines` or
+#: "@<metric the run logs>")])
 TASKS = [
-    ("retrieval_demo", "retrieval", [("TR@1", "tr_r1", "chance"), ("IR@1", "ir_r1", "chance"),
-                                     ("R mean", "r_mean", "chance")]),
-    ("grounding_demo", "grounding", [("Acc@0.5", "acc50", "best constant box")]),
-    ("grounding_weak_demo", "grounding", [("Acc@0.5", "acc50", "random candidate box")]),
+    ("retrieval_demo", "model.init_from", True, "test",
+     [("TR@1", "tr_r1", "chance"), ("IR@1", "ir_r1", "chance"), ("R mean", "r_mean", "chance")]),
+    ("grounding_demo", "model.init_from", True, "test", [("Acc@0.5", "acc50", "best constant box")]),
+    ("grounding_weak_demo", "model.init_from", True, "test", [("Acc@0.5", "acc50", "@random_box_acc50")]),
+    ("vqa_demo", "task.init_from", False, "test", [("VQA acc", "vqa_acc", "@majority_acc")]),
+    ("nlvr2_demo", "task.init_from", False, "test1", [("accuracy", "acc", "@majority_acc")]),
+    ("caption_demo", "task.init_from", False, "test", [("CIDEr", "cider", "@constant_cider")]),
 ]
+#: task folders written from the shapes world: (module, arguments after --shapes, folder that must exist)
+FOLDERS = [("data_prep.shapes_tasks", ["--out", "{root}"], "grounding/dets.json"),
+           ("data_prep.shapes_vqa", ["--out", "{root}/vqa"], "vqa/manifest.json"),
+           ("data_prep.shapes_nlvr2", ["--out", "{root}"], "nlvr2/manifest.json"),
+           ("data_prep.shapes_caption", ["--out", "{root}"], "caption/manifest.json")]
 
 
 def data_dir() -> Path:
@@ -71,16 +80,19 @@ def baselines(folder: Path, test_split: str = "test") -> dict[str, dict[str, flo
     return out
 
 
-def run_task(experiment: str, reuse: bool = False) -> tuple[dict[str, float], dict[str, float]]:
-    """Zero-shot evaluation and fine-tuning of one task experiment (``reuse``: keep runs that finished before)."""
+def run_task(experiment: str, init_key: str, zero_shot: bool, reuse: bool = False
+             ) -> tuple[dict[str, float], dict[str, float]]:
+    """Zero-shot evaluation (tasks whose heads exist after pre-training) and fine-tuning of one task experiment
+    (``reuse``: keep runs that finished before). Returns (zero-shot metrics or {}, fine-tuned metrics)."""
     zero, tuned = OUT / f"{experiment}_zeroshot", OUT / experiment
-    if not (reuse and (zero / "metrics.json").is_file()):
+    if zero_shot and not (reuse and (zero / "metrics.json").is_file()):
         sh(["xvlm_lit.eval", f"experiment={experiment}", f"ckpt_path={PRETRAIN_CKPT.resolve()}",
             f"hydra.run.dir={zero}"])
     if not (reuse and (tuned / "metrics.json").is_file()):
-        sh(["xvlm_lit.train", f"experiment={experiment}", f"model.init_from={PRETRAIN_CKPT.resolve()}",
+        sh(["xvlm_lit.train", f"experiment={experiment}", f"{init_key}={PRETRAIN_CKPT.resolve()}",
             f"hydra.run.dir={tuned}"])
-    return (json.loads((zero / "metrics.json").read_text()), json.loads((tuned / "metrics.json").read_text()))
+    zero_metrics = json.loads((zero / "metrics.json").read_text()) if zero_shot else {}
+    return zero_metrics, json.loads((tuned / "metrics.json").read_text())
 
 
 def table(results: list[tuple[str, str, float, float, float, str]]) -> str:
@@ -100,17 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     if not PRETRAIN_CKPT.is_file():
         sh(["xvlm_lit.train", f"hydra.run.dir={OUT / 'pretrain'}"])
     folder = data_dir() / "shapes_tasks"
-    if not (folder / "grounding" / "dets.json").is_file():
-        sh(["data_prep.shapes_tasks", "--shapes", str(data_dir() / "shapes"), "--out", str(folder)])
+    for module, extra, marker in FOLDERS:
+        if not (folder / marker).is_file():
+            sh([module, "--shapes", str(data_dir() / "shapes"), *(a.format(root=folder) for a in extra)])
     base = baselines(folder)
     results = []
-    for experiment, _, metrics in TASKS:
+    for experiment, init_key, zero_shot, split, metrics in TASKS:
         if experiment not in args.tasks or not experiment_exists(experiment):
             continue
-        zero, tuned = run_task(experiment, args.reuse)
+        zero, tuned = run_task(experiment, init_key, zero_shot, args.reuse)
         for label, key, base_name in metrics:
-            b = base.get(base_name, {}).get(key, tuned.get(f"test/test/random_box_{key}", float("nan")))
-            results.append((experiment, label, zero[f"test/test/{key}"], tuned[f"test/test/{key}"], b, base_name))
+            name = f"test/{split}/{key}"
+            b = (tuned.get(f"test/{split}/{base_name[1:]}", float("nan")) if base_name.startswith("@")
+                 else base[base_name][key])
+            results.append((experiment, label, zero.get(name, float("nan")), tuned[name], b, base_name.lstrip("@")))
     text = table(results)
     print(text, flush=True)
     (OUT / "tasks.json").write_text(json.dumps([dict(zip(("task", "metric", "zero_shot", "fine_tuned", "baseline",

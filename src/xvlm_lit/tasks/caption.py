@@ -25,6 +25,7 @@ from xvlm_lit.models.caption import PROMPT, IncrementalLM
 from xvlm_lit.models.generation import beam_search, greedy_search
 from xvlm_lit.models.xvlm import XVLM
 from xvlm_lit.tasks.finetune import FineTuneModule
+from xvlm_lit.tasks.task_init import InitFromAtFitStart
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +61,21 @@ def generate_captions(model: XVLM, images: torch.Tensor, tokenizer, prompt: str 
     return captions
 
 
-class CaptionModule(FineTuneModule):
+class CaptionModule(InitFromAtFitStart, FineTuneModule):
     """Fine-tunes an :class:`XVLM` as a captioner and evaluates it with beam search (see the module docstring).
 
     Args:
-        init_from: checkpoint read through the caption key map when a fit sets up (a resume then restores its own
-            weights over it): a pre-trained X-VLM (ours or the reference's), the caption pre-stage's ``last.ckpt``,
-            or a reference captioning ``.th`` (``text_decoder.*``); ``model.init_from`` also takes the first two.
+        init_from: checkpoint read through the caption key map when a fit starts (not on resume): a pre-trained
+            X-VLM (ours or the reference's), the caption pre-stage's ``last.ckpt``, or a reference captioning
+            ``.th`` (``text_decoder.*``); ``model.init_from`` also takes the first two.
         prompt, num_beams, max_length, min_length, length_penalty: decoding (reference: "a picture of ", 3, 20,
             5, 1.0); the prompt must equal ``data.prompt``.
         spice: also run SPICE (slow; needs its jars); constant_baseline: log the constant-caption baseline,
             choosing among the ``baseline_candidates`` most frequent training captions on ``val``.
         output_dir: where ``captions_<split>.json`` go.
     """
+
+    import_fn = staticmethod(init_caption)
 
     def __init__(self, *args, init_from: str | None = None, prompt: str = PROMPT, num_beams: int = 3,
                  max_length: int = 20, min_length: int = 5, length_penalty: float = 1.0, spice: bool = True,
@@ -86,12 +89,6 @@ class CaptionModule(FineTuneModule):
         self.constant_baseline, self.baseline_candidates = bool(constant_baseline), int(baseline_candidates)
         self._scores: dict[int, CaptionScores] = {}
         self._constant: str | None = None
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage != "fit" or not self.init_from:
-            return  # a resumed fit restores its checkpoint after setup, over these weights
-        log.info("captioning model initialised: %s", init_caption(self.model, self.init_from).summary())
 
     def generate(self, images: torch.Tensor) -> list[str]:
         return generate_captions(self.model, images, self.trainer.datamodule.tokenizer, self.prompt, self.num_beams,

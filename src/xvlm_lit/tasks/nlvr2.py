@@ -1,9 +1,9 @@
 """NLVR2: fine-tuning (true/false about an image pair) and the text-assignment domain pre-stage.
 
-Both modules initialise the :class:`~xvlm_lit.models.nlvr.NLVRModel` from ``init_from`` when a fit sets up (a
-resumed fit then restores its own checkpoint over it; evaluation never reads it): the pair layers need the NLVR key
-map of :mod:`xvlm_lit.checkpoints.nlvr_keymap` (pre-trained fusion layer k -> layers 2k and 2k+1), which
-``model.init_from`` (the generic importer) does not know.
+Both modules initialise the :class:`~xvlm_lit.models.nlvr.NLVRModel` from ``init_from`` when a fit starts (not on
+resume; see :mod:`xvlm_lit.tasks.task_init`): the pair layers need the NLVR key map of
+:mod:`xvlm_lit.checkpoints.nlvr_keymap` (pre-trained fusion layer k -> layers 2k and 2k+1), which ``model.init_from``
+(the generic importer) does not know.
 Our own NLVR checkpoints need no map: ``python -m xvlm_lit.eval`` reads them as any other.
 """
 
@@ -21,28 +21,12 @@ from xvlm_lit.data.tasks.nlvr2 import NLVRBatch
 from xvlm_lit.tasks.finetune import FineTuneModule
 from xvlm_lit.tasks.predictions import gather_rows, write_jsonl
 from xvlm_lit.tasks.pretrain import PretrainModule
+from xvlm_lit.tasks.task_init import InitFromAtFitStart
 
 log = logging.getLogger(__name__)
 
 
-class _InitAtFit:
-    """Mixin: import ``init_from`` through the NLVR key map when a fit sets up (Lightning restores a resumed run's
-    checkpoint after ``setup``, over these weights; evaluation never reads ``init_from``)."""
-
-    init_from: str | None
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage != "fit":
-            return
-        if self.init_from:
-            report = init_nlvr(self.model, self.init_from)
-            log.info("NLVR model initialised: %s", report.summary())
-        else:
-            log.warning("task.init_from is null: the NLVR model starts from random weights")
-
-
-class NLVR2Module(_InitAtFit, FineTuneModule):
+class NLVR2Module(InitFromAtFitStart, FineTuneModule):
     """Trains with the ``nlvr`` plugin (cross-entropy of ``cls_head``); evaluates accuracy on ``dev`` (``val/acc``)
     and each test split (``test/<split>/acc``), logs the majority-label baseline (``.../majority_acc``: always
     answering the most frequent training label) and writes ``predictions_<split>.jsonl``.
@@ -51,6 +35,8 @@ class NLVR2Module(_InitAtFit, FineTuneModule):
         init_from: checkpoint to start from (pre-trained X-VLM, the text-assignment pre-stage, or an NLVR one).
         output_dir: where the predictions files go.
     """
+
+    import_fn = staticmethod(init_nlvr)
 
     def __init__(self, *args, init_from: str | None = None, output_dir: str | None = None, **kwargs) -> None:
         kwargs.setdefault("clamp_temp", False)  # the NLVR model has no contrastive temperature
@@ -117,10 +103,12 @@ class NLVR2Module(_InitAtFit, FineTuneModule):
             self._finish(loader)
 
 
-class NLVR2PretrainModule(_InitAtFit, PretrainModule):
+class NLVR2PretrainModule(InitFromAtFitStart, PretrainModule):
     """The text-assignment domain pre-stage: :class:`PretrainModule` with the ``ta`` plugin on image-text batches
     of a pre-training DataModule, the model built with ``text_assignment: true``; ``init_from`` a pre-trained
     X-VLM. Its ``last.ckpt`` is ``task.init_from`` of ``experiment=nlvr2``."""
+
+    import_fn = staticmethod(init_nlvr)
 
     def __init__(self, *args, init_from: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

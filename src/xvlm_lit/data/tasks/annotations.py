@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,16 +67,23 @@ def _check(record: Any, task: str) -> str | None:
 
 
 def read_split(root: str | os.PathLike, split: str, task: str, limit: int | None = None,
-               counter: SkipCounter | None = None) -> TaskSplit:
-    """The records of ``<root>/<split>.jsonl`` (at most ``limit``); malformed lines are skipped and counted."""
+               counter: SkipCounter | None = None, check: Callable[[Any], str | None] | None = None,
+               convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None, hint: str = "") -> TaskSplit:
+    """The records of ``<root>/<split>.jsonl`` (at most ``limit``); malformed lines are skipped and counted.
+
+    ``check(record) -> reason | None`` validates a line (default: the retrieval/grounding fields), ``convert``
+    normalises a kept record, ``hint`` is appended to the wrong-task error (how to make the right folder).
+    """
     manifest = read_manifest(root)
     if manifest.get("task") != task:
-        raise TaskDataError(f"{Path(root) / 'manifest.json'} holds task {manifest.get('task')!r}, not {task!r}")
+        raise TaskDataError(f"{Path(root) / 'manifest.json'} holds task {manifest.get('task')!r}, not {task!r}"
+                            + (f" ({hint})" if hint else ""))
     path = Path(root) / f"{split}.jsonl"
     if not path.is_file():
         have = sorted(p.stem for p in Path(root).glob("*.jsonl"))
         raise TaskDataError(f"{path} not found: the splits here are {have}")
     counter = counter or SkipCounter(str(path))
+    check = check or (lambda record: _check(record, task))
     records: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as fp:
         for line_no, line in enumerate(fp, 1):
@@ -85,11 +93,11 @@ def read_split(root: str | os.PathLike, split: str, task: str, limit: int | None
                 record = json.loads(line)
             except ValueError:
                 record = None
-            reason = _check(record, task)
+            reason = check(record)
             if reason:
                 counter.skip(reason, f"{path}:{line_no}")
                 continue
-            records.append(record)
+            records.append(convert(record) if convert else record)
             if limit is not None and len(records) >= limit:
                 break
     root_dir = Path(manifest.get("image_root") or root)

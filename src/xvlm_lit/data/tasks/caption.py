@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from xvlm_lit.data.batch import VLBatch
 from xvlm_lit.data.skips import SkipCounter
-from xvlm_lit.data.tasks.annotations import TaskDataError, TaskSplit, open_image, read_manifest
+from xvlm_lit.data.tasks.annotations import TaskDataError, TaskSplit, open_image, read_split
 from xvlm_lit.data.tasks.retrieval import item_rng
 from xvlm_lit.data.tasks.samplers import ShardSampler
 from xvlm_lit.data.text import clean_caption
@@ -56,33 +56,8 @@ def _check(record: Any) -> str | None:
 
 
 def read_caption_split(root: str | os.PathLike, split: str, limit: int | None = None) -> TaskSplit:
-    """The usable records of ``<root>/<split>.jsonl`` (malformed lines skipped and counted by reason)."""
-    manifest = read_manifest(root)
-    if manifest.get("task") != TASK:
-        raise TaskDataError(f"{Path(root) / 'manifest.json'} holds task {manifest.get('task')!r}, not {TASK!r} "
-                            "(convert with python -m data_prep.coco_caption)")
-    path = Path(root) / f"{split}.jsonl"
-    if not path.is_file():
-        have = sorted(p.stem for p in Path(root).glob("*.jsonl"))
-        raise TaskDataError(f"{path} not found: the splits here are {have}")
-    counter = SkipCounter(str(path))
-    records: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fp:
-        for line_no, line in enumerate(fp, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            reason = _check(record)
-            if reason:
-                counter.skip(reason, f"{path}:{line_no}")
-                continue
-            records.append(record)
-            if limit is not None and len(records) >= limit:
-                break
-    return TaskSplit(TASK, split, records, Path(manifest.get("image_root") or root), dict(counter.totals))
+    """The usable records of ``<root>/<split>.jsonl`` (at most ``limit``; malformed lines skipped and counted)."""
+    return read_split(root, split, TASK, limit, check=_check, hint="convert with python -m data_prep.coco_caption")
 
 
 def read_references(root: str | os.PathLike, split: TaskSplit) -> dict[str, list[str]]:

@@ -9,9 +9,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from xvlm_lit.build import build_model
+from xvlm_lit.callbacks.preemption import PREEMPTED_EXIT_CODE
 from xvlm_lit.config import CONF_DIR, ConfigError, check_config
 from xvlm_lit.tasks.evaluate import evaluate_task
 from xvlm_lit.tasks.finetune import FineTuneModule
@@ -68,6 +70,8 @@ def main(cfg: DictConfig) -> float | None:
         metrics = run(cfg)
     except ConfigError as err:
         raise SystemExit(f"config error: {err}") from None
+    except SIGTERMException:  # preempted: last.ckpt was written at the step reached (callbacks.Preemption)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
     return metrics.get(OmegaConf.select(cfg, "optimized_metric") or "train/loss")
 
 

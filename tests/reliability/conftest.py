@@ -34,6 +34,19 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+MAX_STEPS = 7  # epochs of 3 steps: resumes mid-epoch and at an epoch's end are both covered
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory, data_root) -> Path:
+    """The checkpoint folder of a run of MAX_STEPS steps that nothing interrupted."""
+    from xvlm_lit.train import run
+
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    run(compose_run(out, data_root, [f"trainer.max_steps={MAX_STEPS}"]))
+    return out / "checkpoints"
+
+
 def compose_run(out: Path, data_root: Path, overrides: list[str]):
     """The composed ``train`` config of a run writing to ``out``."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

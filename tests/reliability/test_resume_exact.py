@@ -6,16 +6,7 @@ import pytest
 
 from xvlm_lit.train import run
 
-from .conftest import assert_same_training_state, compose_run, load
-
-MAX_STEPS = 7  # epochs of 3 steps: resumes mid-epoch and at an epoch's end are both covered
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    run(compose_run(out, data_root, [f"trainer.max_steps={MAX_STEPS}"]))
-    return out / "checkpoints"
+from .conftest import MAX_STEPS, assert_same_training_state, compose_run, load
 
 
 @pytest.mark.parametrize("step", [2, 3])

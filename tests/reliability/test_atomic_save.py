@@ -15,6 +15,8 @@ from xvlm_lit.callbacks.atomic_io import AtomicCheckpointIO, atomic_torch_save
 
 from .conftest import child_env, compose_run
 
+pytestmark = pytest.mark.xdist_group("reliability")  # one worker: the shared runs are made once
+
 # saves step 1, then dies (SIGKILL) after writing the first half of step 2's bytes
 DIE_MID_SAVE = r"""
 import io, os, signal, sys

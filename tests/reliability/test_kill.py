@@ -11,6 +11,8 @@ from xvlm_lit.train import run
 
 from .conftest import MAX_STEPS, assert_same_training_state, compose_run, load, start, train_cmd, wait_for
 
+pytestmark = pytest.mark.xdist_group("reliability")  # one worker: the shared runs are made once
+
 
 @pytest.mark.slow
 def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(tmp_path, data_root,

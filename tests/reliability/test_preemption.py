@@ -16,6 +16,8 @@ from xvlm_lit.train import build_trainer, run
 
 from .conftest import MAX_STEPS, assert_same_training_state, compose_run, load, start, train_cmd, wait_for
 
+pytestmark = pytest.mark.xdist_group("reliability")  # one worker: the shared runs are made once
+
 SLURM = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "xvlm",
          "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
 
@@ -84,6 +86,8 @@ def test_a_signal_mid_run_saves_the_step_reached_and_stops(tmp_path, data_root, 
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"]
     last = load(out / "checkpoints" / "last.ckpt")
     assert_same_training_state(load(uninterrupted / "step0000002.ckpt"), last)
+    (ckpt_state,) = [v for k, v in last["callbacks"].items() if k.startswith("FinalCheckpoint")]
+    assert ckpt_state["last_model_path"] == str(out / "checkpoints" / "last.ckpt")  # resumed: no last-v1.ckpt
     hpc = out / "hpc_ckpt_1.ckpt"
     if calls is None:
         assert not hpc.exists()

@@ -8,6 +8,8 @@ from xvlm_lit.train import run
 
 from .conftest import MAX_STEPS, assert_same_training_state, compose_run, load
 
+pytestmark = pytest.mark.xdist_group("reliability")  # one worker: the shared runs are made once
+
 
 @pytest.mark.parametrize("step", [2, 3])
 def test_resume_from_a_step_checkpoint_ends_with_the_uninterrupted_weights(tmp_path, data_root, uninterrupted,
@@ -43,3 +45,4 @@ def test_a_resume_without_the_saved_state_diverges(tmp_path, data_root, uninterr
     run(compose_run(out, data_root, [f"trainer.max_steps={MAX_STEPS}", f"ckpt_path={stripped}"]))
     with pytest.raises(AssertionError):
         assert_same_training_state(load(uninterrupted / "last.ckpt"), load(out / "checkpoints" / "last.ckpt"))
+

@@ -83,6 +83,11 @@ class Preemption(Callback):
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = last_checkpoint_path(trainer)
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.save_last:
+            # claim the file for the ModelCheckpoint (its state is saved inside): resumed, it keeps writing
+            # last.ckpt instead of a versioned last-v1.ckpt next to it
+            ckpt.last_model_path = str(path)
         trainer.save_checkpoint(path)
         self.saved = path
         name = self.received.name if self.received is not None else "SIGTERM"

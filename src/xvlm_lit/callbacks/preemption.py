@@ -1,11 +1,13 @@
 """``Preemption``: SIGTERM / SIGUSR1 -> ``last.ckpt`` at the next step boundary, SLURM requeue, orderly exit.
 
-Lightning already turns SIGTERM into a flag that stops training at the next step boundary (``SIGTERMException``,
-the same step on every rank). This callback
+Lightning already turns SIGTERM into a flag that stops training at the next step boundary (``SIGTERMException``).
+This callback
 
 - routes SIGUSR1 (SLURM's usual ``--signal=USR1@90`` warning; under SLURM the environment's ``requeue_signal``)
-  into the same flag. Lightning's own SLURM handler would save at once, from inside the signal handler, in the
-  middle of a training step, so this callback replaces it and calls it later, at the step boundary;
+  into the same flag, set at the end of a training step on every rank at once (one boolean all-reduce per step
+  when there are several ranks), so all ranks stop after the same step. Lightning's own SLURM handler would save
+  at once, from inside the signal handler, in the middle of a step: this callback replaces it and calls it at
+  the step boundary instead;
 - saves ``<checkpoint dir>/last.ckpt`` at that boundary: the step reached, with the data stream position and
   random generators, so ``ckpt_path=.../last.ckpt`` continues exactly as if nothing had happened;
 - under SLURM with ``auto_requeue`` (Lightning's ``SLURMEnvironment``, auto-detected), after the requeue signal,
@@ -22,6 +24,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -61,11 +64,10 @@ class Preemption(Callback):
         self.signals = [signal.Signals[name] if isinstance(name, str) else signal.Signals(name) for name in signals]
         self.received: signal.Signals | None = None
         self.saved: Path | None = None
-        self._trainer: L.Trainer | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning registered its handlers before this hook; ours replace them for these signals only
-        self._trainer, self.received, self.saved = trainer, None, None
+        self.received, self.saved = None, None
         wanted = set(self.signals)
         if (requeue := slurm_requeue_signal(trainer)) is not None:
             wanted.add(requeue)
@@ -74,10 +76,20 @@ class Preemption(Callback):
                 signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        """Only sets flags: the checkpoint is written where the step is complete (``on_exception``)."""
+        """Only records the signal: ranks agree on the stop step in ``on_train_batch_end``."""
         self.received = signal.Signals(signum)
-        if self._trainer is not None:
-            self._trainer._signal_connector.received_sigterm = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Stop after this step when any rank got one of our signals: every rank sets Lightning's SIGTERM flag at
+        the same step, so all raise ``SIGTERMException`` at this step's end and save together."""
+        stop = self.received is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            if self.received is None:  # another rank got it
+                self.received = slurm_requeue_signal(trainer) or (self.signals[0] if self.signals else None)
+            trainer._signal_connector.received_sigterm = True
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:

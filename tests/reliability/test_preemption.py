@@ -96,6 +96,29 @@ def test_a_signal_mid_run_saves_the_step_reached_and_stops(tmp_path, data_root, 
         assert_same_training_state(load(hpc), last)
 
 
+def test_a_stop_on_an_epochs_last_step_resumes_exactly(tmp_path, data_root, uninterrupted, monkeypatch):
+    """SIGTERM during step 3, the last of epoch 0: Lightning stops after closing the epoch; resumed, the run must
+    still train all 3 steps of epoch 1 on epoch 1's data and end with the uninterrupted weights."""
+    out = tmp_path / "run"
+    original = build_trainer
+
+    def with_signal(cfg):
+        trainer = original(cfg)
+        trainer.callbacks.insert(0, SignalAt(3, signal.SIGTERM))
+        return trainer
+
+    monkeypatch.setattr("xvlm_lit.train.build_trainer", with_signal)
+    with pytest.raises(SIGTERMException):
+        run(compose_run(out, data_root, [f"trainer.max_steps={MAX_STEPS}"]))
+    monkeypatch.setattr("xvlm_lit.train.build_trainer", original)
+    last = out / "checkpoints" / "last.ckpt"
+    assert load(last)["global_step"] == 3
+    run(compose_run(out, data_root, [f"trainer.max_steps={MAX_STEPS}", f"ckpt_path={last}"]))
+    resumed = out / "checkpoints"
+    for step in (4, 7):  # step 4 begins epoch 1 in both runs
+        assert_same_training_state(load(uninterrupted / f"step{step:07d}.ckpt"), load(resumed / f"step{step:07d}.ckpt"))
+
+
 @pytest.mark.slow
 def test_sigterm_to_the_process_group_checkpoints_exits_and_resumes_exactly(tmp_path, data_root, uninterrupted):
     out = tmp_path / "run"
@@ -126,3 +149,14 @@ def test_slurm_sigusr1_requeues_through_scontrol_and_the_requeued_job_resumes(tm
     metrics = run(compose_run(out, data_root, [f"trainer.max_steps={MAX_STEPS}"]))
     assert metrics["global_step"] == MAX_STEPS
     assert_same_training_state(load(uninterrupted / "last.ckpt"), load(out / "checkpoints" / "last.ckpt"))
+
+
+@pytest.mark.slow
+def test_sigusr1_to_rank_zero_stops_both_ddp_ranks_after_the_same_step(tmp_path, data_root):
+    """2 gloo ranks, the signal to rank 0 only: both ranks agree on the stop step (without the agreement rank 1
+    would start the next step while rank 0 saves, and the collectives would not match), last.ckpt is written at
+    the newest step and the job exits with 143."""
+    out = tmp_path / "run"
+    proc = start(train_cmd(out, data_root, [f"trainer.max_steps={MAX_STEPS}", "trainer.devices=2",
+                                            "trainer.strategy=ddp"]), tmp_path)
+    _stop_after(out, 2, proc, signal.SIGUSR1, group=False)

@@ -52,6 +52,15 @@ def last_checkpoint_path(trainer: L.Trainer) -> Path:
     return Path(folder or Path(trainer.default_root_dir) / "checkpoints") / name
 
 
+def _as_next_epoch_start(trainer: L.Trainer) -> None:
+    """A stop on an epoch's last step is raised after Lightning has closed the epoch but before it resets the
+    epoch's batch counters; restored as they are, they would cut the next epoch short. Save the state of the next
+    epoch's start instead (what Lightning itself has there a moment later)."""
+    batches = trainer.fit_loop.epoch_loop.batch_progress
+    if batches.current.ready >= trainer.num_training_batches:
+        batches.reset_on_run()
+
+
 class Preemption(Callback):
     """Checkpoint (and requeue) on preemption signals; see the module docstring.
 
@@ -95,6 +104,7 @@ class Preemption(Callback):
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = last_checkpoint_path(trainer)
+        _as_next_epoch_start(trainer)
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint) and ckpt.save_last:
             # claim the file for the ModelCheckpoint (its state is saved inside): resumed, it keeps writing

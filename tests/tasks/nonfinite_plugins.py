@@ -44,10 +44,10 @@ def first_item(items: list):
     return items[0]
 
 
-def loader(steps: int) -> torch.utils.data.DataLoader:
-    """``steps`` step batches (a distributed sampler deals them out to the ranks)."""
+def loader(steps: int, same: bool = False) -> torch.utils.data.DataLoader:
+    """``steps`` step batches (a distributed sampler deals them out to the ranks); ``same``: one batch repeated."""
     model = micro_xvlm(seed=0)
-    data = [{"itc": random_batch(model, 3, regions=False, seed=s)} for s in range(steps)]
+    data = [{"itc": random_batch(model, 3, regions=False, seed=0 if same else s)} for s in range(steps)]
     return torch.utils.data.DataLoader(data, batch_size=1, collate_fn=first_item, shuffle=False)
 
 
@@ -72,6 +72,7 @@ class Snapshots(L.Callback):
 
 
 def trainer(steps: int, callbacks, **kwargs) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                     log_every_n_steps=1, callbacks=callbacks, **kwargs)
+    """A quiet CPU trainer with gradient clipping; ``kwargs`` override the defaults."""
+    options = dict(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0, log_every_n_steps=1)
+    return L.Trainer(callbacks=callbacks, **(options | kwargs))

@@ -76,8 +76,9 @@ def colour(k: int) -> tuple[int, int, int]:
 class ShardCase:
     """One sample of the shard corpus and what each stream must do with it.
 
-    ``itc`` / ``region``: the skip reasons counted when the sample is read for that stream (eval mode, first
-    choices), in any order; ``good_itc`` / ``good_region``: whether it yields an item.
+    ``itc`` / ``region``: the skip reasons counted when the sample is read for that stream, in any order;
+    ``grounding``: those of the zero-shot grounding reader (region reasons without the whole-image captions, which
+    it does not read; None = as ``region``); ``good_itc`` / ``good_region``: whether it yields an item.
     """
 
     key: str
@@ -86,6 +87,7 @@ class ShardCase:
     region: tuple[str, ...] = ()
     good_itc: bool = False
     good_region: bool = False
+    grounding: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -103,6 +105,12 @@ class ShardCorpus:
     def expected_skips(self, stream: str) -> dict[str, int]:
         """``{reason: n}`` of one ordered pass reading ``stream``."""
         counts = Counter(r for c in self.cases for r in getattr(c, stream))
+        counts["broken_tar"] += self.broken_tar
+        return dict(counts)
+
+    def expected_grounding_skips(self) -> dict[str, int]:
+        """``{reason: n}`` of one ordered pass of the zero-shot grounding reader."""
+        counts = Counter(r for c in self.cases for r in (c.region if c.grounding is None else c.grounding))
         counts["broken_tar"] += self.broken_tar
         return dict(counts)
 
@@ -155,7 +163,7 @@ def shard_cases() -> list[ShardCase]:
     types = [
         # a caption that is a number: no usable caption (itc), its region still serves the region stream
         ShardCase("capnumber", _sample("capnumber", _record("capnumber", [12345], (_region(),)), img),
-                  ("wrong_type",), ("wrong_type",), good_region=True),
+                  ("wrong_type",), ("wrong_type",), good_region=True, grounding=()),
         # captions given as a string is read as one caption (a common shorthand): a good sample
         ShardCase("capstring", _sample("capstring", _record("capstring", "a lone caption", (_region(),)), img),
                   good_itc=True, good_region=True),
@@ -172,7 +180,7 @@ def shard_cases() -> list[ShardCase]:
     ]
     captions = [
         ShardCase("emptycap", _sample("emptycap", _record("emptycap", [""], (_region(),)), img),
-                  ("empty_caption",), ("empty_caption",), good_region=True),
+                  ("empty_caption",), ("empty_caption",), good_region=True, grounding=()),
         ShardCase("nocap", _sample("nocap", _record("nocap", [], (_region(),)), img),
                   ("no_caption",), (), good_region=True),
         ShardCase("longcap", _sample("longcap", _record("longcap", [LONG_CAPTION], (_region(caption=LONG_CAPTION),)),
@@ -319,4 +327,6 @@ def write_reference_jsonl(root: str | Path) -> JsonlCorpus:
     return JsonlCorpus(path, kept=7,
                        skipped={"unreadable_image": 2, "image_too_large": 2, "missing_image": 1, "bad_line": 1,
                                 "wrong_type": 1, "empty_caption": 1},
-                       dropped={"bbox_malformed": 1, "bbox_empty": 1, "bbox_outside_image": 1})
+                       # texts removed, including those of the two skipped caption-only samples
+                       dropped={"bbox_malformed": 1, "bbox_empty": 1, "bbox_outside_image": 1, "wrong_type": 1,
+                                "empty_caption": 1})

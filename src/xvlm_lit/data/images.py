@@ -56,7 +56,8 @@ def load_rgb(source: bytes | str | os.PathLike, where: str = "", exif: bool = Fa
     except BadImage:
         raise
     except Image.DecompressionBombError as exn:
-        raise BadImage("image_too_large", f"{where}: {exn}") from exn
+        raise BadImage("image_too_large", f"{where}: {exn} (PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS})") \
+            from exn
     except Exception as exn:  # PIL raises many types (OSError, SyntaxError, ValueError, struct.error, ...)
         raise BadImage("corrupt_image", f"{where}: {type(exn).__name__}: {exn}") from exn
     if min(out.size) < 1:

@@ -3,7 +3,8 @@
 Three forms of the same cases, each with the exact good items and skip counts a reader must report:
   - :func:`write_shards`: webdataset shards of the shard schema (pre-training stream, validation stream, zero-shot
     evaluation data); the second shard is cut inside its last sample (a truncated download).
-  - :func:`write_task_folder`: a retrieval or grounding task folder (``manifest.json`` + ``<split>.jsonl``).
+  - :func:`write_task_folder`: a retrieval / grounding / captioning task folder (``manifest.json`` +
+    ``<split>.jsonl``); :func:`write_vqa_folder`, :func:`write_nlvr2_folder`: the VQA and NLVR2 forms.
   - :func:`write_reference_jsonl`: the X-VLM reference's JSON-lines format (converter ``data_prep.xvlm_jsonl``).
 
 Cases: corrupt and zero-byte JPEGs, decompression bombs (a valid, highly compressible 10,000 x 10,000 PNG between
@@ -288,6 +289,52 @@ def write_task_folder(root: str | Path, task: str) -> TaskCorpus:
     _write_split(root, task, lines)
     records = 3 + 2 + 5 + (1 if task == "grounding" else 0)
     return TaskCorpus(root, line_skips, records, {"wrong_type": 1}, item_skips, good)
+
+
+def write_vqa_folder(root: str | Path) -> TaskCorpus:
+    """A VQA task folder (``train`` split) with the fuzz cases; VQA counts a wrong-typed field as ``bad_json``."""
+    root = Path(root)
+    _write_images(root / "images", 3)
+
+    def line(k: int, image: str | None = None, question: Any = "what colour is it", answers: Any = ("red",)) -> dict:
+        return {"image": image or f"good{k % 3}.jpg", "image_id": f"fuzz/{k}", "question_id": k,
+                "question": question, "answers": list(answers) if isinstance(answers, tuple) else answers}
+
+    lines = [line(k) for k in range(3)] + [
+        line(3, question=LONG_CAPTION),
+        "{this is not json", line(4, question=12345), line(5, image=5),  # bad_json x 3 (one not JSON, 2 types)
+        line(6, question="???"),  # empty after cleaning: empty_caption
+        line(7, answers=()),  # nothing to learn from: no_answer
+        line(8, "corrupt.jpg"), line(9, "zero.jpg"), line(10, "bomb.png"), line(11, "bomb_header.png"),
+        line(12, "missing.jpg"),
+    ]
+    _write_split(root, "vqa", lines)
+    return TaskCorpus(root, {"bad_json": 3}, 11, {"empty_caption": 1, "no_answer": 1},
+                      {"corrupt_image": 2, "image_too_large": 2, "missing_image": 1}, 4)
+
+
+def write_nlvr2_folder(root: str | Path) -> TaskCorpus:
+    """An NLVR2 task folder (``train`` split): a pair with one broken image is skipped under that image's reason."""
+    root = Path(root)
+    _write_images(root / "images", 3)
+
+    def line(k: int, images: Any = None, sentence: Any = "the left image is red", label: Any = True) -> dict:
+        return {"images": images or [f"good{k % 3}.jpg", f"good{(k + 1) % 3}.jpg"], "image_id": f"fuzz/{k}",
+                "sentence": sentence, "label": label}
+
+    lines = [line(k) for k in range(3)] + [
+        line(3, sentence=LONG_CAPTION),
+        "{this is not json", line(4, images=["good0.jpg"]), line(5, images=[1, 2]),  # bad_json x 3
+        line(6, sentence=12345),  # no_caption (the sentence is not a string)
+        line(7, label="maybe"),  # bad_label
+        line(8, sentence="???"),  # empty after cleaning: empty_caption when the item is read
+        line(9, images=["good0.jpg", "corrupt.jpg"]), line(10, images=["zero.jpg", "good1.jpg"]),
+        line(11, images=["good0.jpg", "bomb.png"]), line(12, images=["bomb_header.png", "good1.jpg"]),
+        line(13, images=["missing.jpg", "good1.jpg"]),
+    ]
+    _write_split(root, "nlvr2", lines)
+    return TaskCorpus(root, {"bad_json": 3, "no_caption": 1, "bad_label": 1}, 10, {},
+                      {"empty_caption": 1, "corrupt_image": 2, "image_too_large": 2, "missing_image": 1}, 4)
 
 
 # ------------------------------------------------------------------------------------------------ converter input

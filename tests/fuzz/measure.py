@@ -111,6 +111,23 @@ def task_reader(root: Path, task: str) -> Measured:
     return _task_items(dataset, corpus, len(split.records), split.skipped)
 
 
+def vqa_nlvr2_reader(root: Path, task: str) -> Measured:
+    """The VQA / NLVR2 train split through its reader and training dataset."""
+    from xvlm_lit.data.tasks.nlvr2 import NLVR2Set, read_nlvr2_split
+    from xvlm_lit.data.tasks.vqa import VQATrainSet, read_vqa_split
+    from xvlm_lit.data.transforms import ImageTextTransform
+
+    if task == "vqa":
+        corpus = fz.write_vqa_folder(root)
+        split = read_vqa_split(root, "train")
+        dataset = VQATrainSet(split, ImageTextTransform(R, train=True))
+    else:
+        corpus = fz.write_nlvr2_folder(root)
+        split = read_nlvr2_split(root, "train")
+        dataset = NLVR2Set(split, R, train=True)
+    return _task_items(dataset, corpus, len(split.records), split.skipped)
+
+
 def converter(root: Path) -> Measured:
     """``data_prep.xvlm_jsonl`` (the shared converter pipeline of every ``data_prep`` converter)."""
     from data_prep import xvlm_jsonl
@@ -133,6 +150,8 @@ READERS = {
     "task retrieval (`read_split` + `RetrievalTrainSet`)": lambda c, t: task_reader(t / "retrieval", "retrieval"),
     "task grounding (`read_split` + `GroundingSet`)": lambda c, t: task_reader(t / "grounding", "grounding"),
     "task captioning (`read_caption_split` + `CaptionTrainSet`)": lambda c, t: task_reader(t / "caption", "caption"),
+    "task VQA (`read_vqa_split` + `VQATrainSet`)": lambda c, t: vqa_nlvr2_reader(t / "vqa", "vqa"),
+    "task NLVR2 (`read_nlvr2_split` + `NLVR2Set`)": lambda c, t: vqa_nlvr2_reader(t / "nlvr2", "nlvr2"),
     "converter (`data_prep.xvlm_jsonl`)": lambda c, t: converter(t / "jsonl"),
 }
 

@@ -377,3 +377,22 @@ def write_reference_jsonl(root: str | Path) -> JsonlCorpus:
                        # texts removed, including those of the two skipped caption-only samples
                        dropped={"bbox_malformed": 1, "bbox_empty": 1, "bbox_outside_image": 1, "wrong_type": 1,
                                 "empty_caption": 1})
+
+
+def write_coco_json(root: str | Path) -> JsonlCorpus:
+    """A COCO-style caption file (``<root>/captions.json``, image ``<root>/images/good0.jpg``) whose other entries
+    have wrong types: an image entry with a size that is not a number, one that is not an object, one whose id is
+    ``true``; annotations with a string id, no id, a number instead of an object, a string box; a category that is a
+    string; a caption that is a number. Converter ``data_prep.coco``: one image kept with its one good caption."""
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "images" / "good0.jpg").write_bytes(jpeg(colour(0)))
+    doc = {"images": [{"id": 1, "file_name": "good0.jpg", "width": SIZE[0], "height": SIZE[1]},
+                      {"id": 2, "file_name": 5, "width": "a", "height": 40}, "not an object", {"id": True}],
+           "annotations": [{"image_id": 1, "caption": "a red box"}, {"image_id": 1, "caption": 7},
+                           {"image_id": "x", "caption": "a"}, {"caption": "no image id"}, 5,
+                           {"image_id": 1, "bbox": "1,2,3,4", "category_id": 1}],
+           "categories": [{"id": 1, "name": "box"}, "bad"]}
+    path = root / "captions.json"
+    path.write_text(json.dumps(doc))
+    return JsonlCorpus(path, kept=1, skipped={}, dropped={"bad_annotation": 7, "wrong_type": 1})

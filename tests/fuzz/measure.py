@@ -6,6 +6,7 @@ docs/reliability_fuzz.md (``python -m tests.fuzz.measure`` prints it).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from collections import Counter
@@ -136,9 +137,26 @@ def converter(root: Path) -> Measured:
     manifest = xvlm_jsonl.convert_jsonl([str(corpus.path)], root / "out", source="fuzz", max_side=64,
                                         shard_size=4, workers=1, progress=False)
     skipped = {k: v["count"] for k, v in manifest["skipped"].items()}
-    skipped |= {f"{k} (text)": v["count"] for k, v in manifest["dropped"].items()}
-    expected = corpus.skipped | {f"{k} (text)": v for k, v in corpus.dropped.items()}
+    skipped |= {f"{k} (dropped)": v["count"] for k, v in manifest["dropped"].items()}
+    expected = corpus.skipped | {f"{k} (dropped)": v for k, v in corpus.dropped.items()}
     return Measured("reference jsonl", [str(manifest["counts"]["images"])], skipped, [str(corpus.kept)], expected)
+
+
+def coco_converter(root: Path) -> Measured:
+    """``data_prep.coco`` over a COCO-style file with wrong-typed entries (the reader of COCO and Objects365)."""
+    import json
+
+    from data_prep import coco
+
+    corpus = fz.write_coco_json(root)
+    rc = coco.main(["--captions", str(corpus.path), "--images", str(root / "images"), "--out", str(root / "out"),
+                    "--no-progress", "--workers", "1", "--include-karpathy-eval", "--max-side", "64"])
+    assert rc == 0
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    skipped = {k: v["count"] for k, v in manifest["skipped"].items()}
+    skipped |= {f"{k} (dropped)": v["count"] for k, v in manifest["dropped"].items()}
+    expected = corpus.skipped | {f"{k} (dropped)": v for k, v in corpus.dropped.items()}
+    return Measured("COCO-style json", [str(manifest["counts"]["images"])], skipped, [str(corpus.kept)], expected)
 
 
 READERS = {
@@ -153,6 +171,7 @@ READERS = {
     "task VQA (`read_vqa_split` + `VQATrainSet`)": lambda c, t: vqa_nlvr2_reader(t / "vqa", "vqa"),
     "task NLVR2 (`read_nlvr2_split` + `NLVR2Set`)": lambda c, t: vqa_nlvr2_reader(t / "nlvr2", "nlvr2"),
     "converter (`data_prep.xvlm_jsonl`)": lambda c, t: converter(t / "jsonl"),
+    "converter (`data_prep.coco`)": lambda c, t: coco_converter(t / "coco"),
 }
 
 
@@ -172,5 +191,6 @@ def report_table(measured: dict[str, Measured]) -> str:
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as tmp:
-        sys.stdout.write(report_table(measure_all(Path(tmp))) + "\n")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # converters print
+        table = report_table(measure_all(Path(tmp)))
+    sys.stdout.write(table + "\n")

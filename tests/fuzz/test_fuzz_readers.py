@@ -48,6 +48,7 @@ def test_the_corpus_covers_every_case(corpus):
         assert itc.get(reason, 0) >= 1, reason
     for reason in ("bbox_malformed", "bbox_empty", "bbox_outside_image", "no_region_text"):
         assert region.get(reason, 0) >= 1, reason
+    assert len(corpus.cases) == 19 + 4  # the two shards, as docs/reliability_fuzz.md describes them
     assert len(corpus.good_ids("itc")) == 13 and len(corpus.good_ids("region")) == 12
     assert {"fuzz/longcap", "fuzz/tail2"} <= set(corpus.good_ids("itc"))  # 10,000 characters; last before the cut
 

@@ -39,7 +39,7 @@ def error_of(overrides: list[str], name: str = "train") -> str:
                  "ckpt_path")),
     ("trainr.max_steps=3", ("unknown config key 'trainr'", "did you mean 'trainer'?")),
     ("loss.itc.tempp=1", ("unknown config key 'loss.itc.tempp'", "xvlm_lit.losses.itc.ITCLoss",
-                          "exact_gradient, weight")),
+                          "exact_gradient", "weight")),
     ("data.batch_sise=4", ("did you mean 'data.batch_size'?", "xvlm_lit.data.datamodule.PretrainDataModule")),
 ])
 def test_misspelt_key_names_the_closest_key_and_the_valid_ones(override, expected):

@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from xvlm_lit.build import build_model
 from xvlm_lit.config import CONF_DIR, ConfigError, check_config
+from xvlm_lit.config_errors import exit_on_composition_error
+from xvlm_lit.data.sources import ReaderCountError
 from xvlm_lit.tasks.evaluate import evaluate_task
 from xvlm_lit.tasks.finetune import FineTuneModule
 
@@ -63,12 +65,19 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except ConfigError as err:
+    except (ConfigError, ReaderCountError) as err:
         raise SystemExit(f"config error: {err}") from None
     return metrics.get(OmegaConf.select(cfg, "optimized_metric") or "train/loss")
+
+
+def main() -> float | None:
+    """``python -m xvlm_lit.train``: overrides that do not compose exit with a message naming the key and the valid
+    choices (:mod:`xvlm_lit.config_errors`), then Hydra runs :func:`hydra_main`."""
+    exit_on_composition_error(str(CONF_DIR), "train")
+    return hydra_main()
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xvlm_lit.build import build_model
+from xvlm_lit.callbacks.progress import progress_bar_callbacks
 from xvlm_lit.config import CONF_DIR, ConfigError, check_config
 from xvlm_lit.tasks.evaluate import evaluate_task
 from xvlm_lit.tasks.finetune import FineTuneModule
+from xvlm_lit.utils.console import quiet_dependencies, route_lightning_to_root, say
 
 log = logging.getLogger("xvlm_lit.train")
 
@@ -22,6 +24,7 @@ log = logging.getLogger("xvlm_lit.train")
 # the throughput monitor reports samples/s without a FLOP count.
 warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
 warnings.filterwarnings("ignore", message=".*ThroughputMonitor.*flops_per_batch.*")
+quiet_dependencies()
 
 
 def build(cfg: DictConfig):
@@ -35,7 +38,10 @@ def build(cfg: DictConfig):
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    # the step-counting rich bar in a terminal; none elsewhere (callbacks.progress_log writes lines instead)
+    bar = progress_bar_callbacks(bool(cfg.trainer.get("enable_progress_bar", True)))
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks + bar,
+                       enable_progress_bar=bool(bar))
 
 
 def run(cfg: DictConfig) -> dict:
@@ -57,13 +63,14 @@ def run(cfg: DictConfig) -> dict:
         metrics |= run_zero_shot(module.model, cfg, trainer)
     out = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
-        log.info("outputs in %s", out.resolve())
-        print(f"run directory: {out.resolve()}")
+        say(f"run directory: {out.resolve()}")
     return metrics
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    route_lightning_to_root()  # Hydra has configured logging: Lightning's records reach train.log too
+    logging.captureWarnings(True)
     try:
         metrics = run(cfg)
     except ConfigError as err:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from xvlm_lit.data.eval_data import load_grounding_eval, load_retrieval_eval
 from xvlm_lit.evaluation.zero_shot import evaluate_zero_shot, format_table, write_metrics
 from xvlm_lit.models.xvlm import XVLM
+from xvlm_lit.utils.console import say
 
 log = logging.getLogger("xvlm_lit.eval")
 
@@ -26,9 +27,9 @@ def run_zero_shot(model: XVLM, cfg: DictConfig, trainer: L.Trainer | None = None
     skipped = {**retrieval.skipped, **{f"grounding_{k}": v for k, v in grounding.skipped.items()}}
     metrics |= {f"eval_skipped_{k}": float(v) for k, v in skipped.items()}
     table = format_table(metrics)
-    print(table, flush=True)
+    say(table)
     path = write_metrics(metrics, Path(cfg.paths.output_dir))
-    print(f"metrics written to {path.resolve()}", flush=True)
+    say(f"metrics written to {path.resolve()}")
     if trainer is not None:
         for logger in trainer.loggers:
             logger.log_metrics({f"zero_shot/{k}": v for k, v in metrics.items()}, step=trainer.global_step)

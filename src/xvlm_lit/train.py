@@ -63,8 +63,25 @@ def run(cfg: DictConfig) -> dict:
         metrics |= run_zero_shot(module.model, cfg, trainer)
     out = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
+        write_loss_curve(trainer, out)
         say(f"run directory: {out.resolve()}")
     return metrics
+
+
+def write_loss_curve(trainer: L.Trainer, out: Path) -> Path | None:
+    """``<run>/pictures/loss_curve.png`` from the CSV logger's ``metrics.csv`` (None without a CSV logger)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from xvlm_lit.callbacks.pictures import loss_curve_png
+
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            logger.save()
+            metrics = Path(logger.log_dir) / "metrics.csv"
+            if metrics.is_file() and (path := loss_curve_png(metrics, out / "pictures" / "loss_curve.png")):
+                log.info("loss curve: %s", path)
+                return path
+    return None
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")

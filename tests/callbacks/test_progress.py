@@ -108,6 +108,9 @@ def test_progress_iterator_logs_every_n_and_at_the_end(no_tty, caplog):
     assert len(lines) == 3
     assert [line.split(" records")[0] for line in lines] == ["convert: 10/25", "convert: 20/25", "convert: 25/25"]
     assert lines[-1].startswith("convert: 25/25 records (100%)") and lines[-1].endswith("ETA 0:00:00")
+    caplog.clear()
+    assert list(progress(range(9), "short", every=10)) == list(range(9))
+    assert not caplog.records  # shorter than one interval: silent
 
 
 def test_progress_line_and_durations():

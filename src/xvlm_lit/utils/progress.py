@@ -33,8 +33,8 @@ def format_duration(seconds: float) -> str:
 def progress(items: Iterable[T], desc: str, total: int | None = None, every: int = 1000, unit: str = "items",
              logger: logging.Logger = log) -> Iterator[T]:
     """Yield ``items`` unchanged while reporting progress: a tqdm bar in a terminal, otherwise one log line
-    ``<desc>: 3000/12000 items (25%), 410.2 items/s, ETA 0:00:22`` every ``every`` items and one at the end.
-    ``every=0`` reports nothing."""
+    ``<desc>: 3000/12000 items (25%), 410.2 items/s, ETA 0:00:22`` every ``every`` items and one at the end
+    (a loop shorter than ``every`` stays silent). ``every=0`` reports nothing."""
     if every <= 0:
         yield from items
         return
@@ -50,7 +50,7 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, every: int
         yield item
         if n % every == 0:
             logger.info(progress_line(desc, n, total, time.monotonic() - start, unit))
-    if n % every:
+    if n > every and n % every:
         logger.info(progress_line(desc, n, total, time.monotonic() - start, unit))
 
 

@@ -67,6 +67,10 @@ def test_grounding_and_retrieval_examples_count_and_content():
     assert len(np.unique(row0.reshape(-1, 3), axis=0)) > 5
     framed = [pixel(rows[0][1], 6 + r * 102 - 2, rows[0][1].height - 60) for r in range(5)]
     assert framed[2] == TRUE and all(f != TRUE for i, f in enumerate(framed) if i != 2)
+    assert rows[0][1].width == 6 + 5 * 102  # the true image is among the five: nothing appended
+    # text 2's true image (5) is not in its top 5: it is appended as a sixth, framed green
+    assert rows[2][1].width == 6 + 6 * 102
+    assert pixel(rows[2][1], 6 + 5 * 102 - 2, rows[2][1].height - 60) == TRUE
 
 
 def test_write_pictures_files_and_wandb(tmp_path):

@@ -81,9 +81,10 @@ def draw_grounding(image: Image.Image, text: str, true_xyxy: Sequence[float] | N
     return _with_caption(picture, f"{text}  [green: true, red: predicted]")
 
 
-def draw_retrieval(query: str, thumbs: Sequence[Image.Image], correct: Sequence[bool], thumb: int = 96
-                   ) -> Image.Image:
-    """The query text above a row of ranked thumbnails (rank 1 first); correct ones framed green, others grey."""
+def draw_retrieval(query: str, thumbs: Sequence[Image.Image], correct: Sequence[bool], thumb: int = 96,
+                   labels: Sequence[str] | None = None) -> Image.Image:
+    """The query text above a row of ranked thumbnails (rank 1 first); correct ones framed green, others grey.
+    ``labels``: the text under each thumbnail (default ``#rank``, plus ``true`` on correct ones)."""
     pad = 6
     row = Image.new("RGB", (pad + len(thumbs) * (thumb + pad), thumb + 2 * pad + FONT_SIZE + 4), TEXT_BG)
     draw = ImageDraw.Draw(row)
@@ -92,7 +93,8 @@ def draw_retrieval(query: str, thumbs: Sequence[Image.Image], correct: Sequence[
         row.paste(im.convert("RGB").resize((thumb, thumb), Image.BICUBIC), (x, pad))
         draw.rectangle([x - 3, pad - 3, x + thumb + 2, pad + thumb + 2], outline=TRUE if ok else (170, 170, 170),
                        width=3 if ok else 1)
-        draw.text((x, pad + thumb + 3), f"#{r + 1}" + (" true" if ok else ""), fill=TEXT_FG, font=_font())
+        label = labels[r] if labels is not None else f"#{r + 1}" + (" true" if ok else "")
+        draw.text((x, pad + thumb + 3), label, fill=TEXT_FG, font=_font())
     return _with_caption(row, f"query: {query}", above=True)
 
 
@@ -221,12 +223,17 @@ def grounding_examples(images: torch.Tensor, image_index: torch.Tensor, texts: S
 def retrieval_examples(images: torch.Tensor, texts: Sequence[str], text_to_image: torch.Tensor,
                        top_index: torch.Tensor, n: int, k: int = 5) -> list[tuple[str, Image.Image]]:
     """Text -> image retrieval rows of the first ``n`` text queries: ``top_index [Nt, >=k]`` ranked image indices
-    into ``images [Ni, 3, R, R]`` (normalised), ``text_to_image [Nt]`` the true image of each text."""
+    into ``images [Ni, 3, R, R]`` (normalised), ``text_to_image [Nt]`` the true image of each text. When the true
+    image is not in the top ``k`` it is shown after them, framed green and labelled ``true (rank > k)``."""
     rows = []
     for t in range(min(n, len(texts))):
-        ranked = [int(i) for i in top_index[t, :k]]
-        rows.append((texts[t], draw_retrieval(texts[t], [to_pil(images[i]) for i in ranked],
-                                              [i == int(text_to_image[t]) for i in ranked])))
+        ranked, true = [int(i) for i in top_index[t, :k]], int(text_to_image[t])
+        labels = [f"#{r + 1}" + (" true" if i == true else "") for r, i in enumerate(ranked)]
+        shown = ranked if true in ranked else [*ranked, true]
+        if true not in ranked:
+            labels.append(f"true (rank > {k})")
+        rows.append((texts[t], draw_retrieval(texts[t], [to_pil(images[i]) for i in shown],
+                                              [i == true for i in shown], labels=labels)))
     return rows
 
 

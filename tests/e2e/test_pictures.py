@@ -55,3 +55,12 @@ def test_weak_grounding_gradcam_pictures_and_switch_off(task_dirs, tmp_path):
     off = tmp_path / "off"
     run_task("grounding_demo", task_dirs / "grounding", off, ["task.pictures=0"])
     assert not list((off / "pictures").glob("*_grounding"))
+
+
+def test_retrieval_rows_per_split(task_dirs, tmp_path):
+    out = tmp_path / "retrieval"
+    run_task("retrieval_demo", task_dirs / "retrieval", out, ["task.pictures=2"])
+    for key in ("val_retrieval", "test_test_retrieval"):
+        files = sorted((out / "pictures" / key).glob("*.png"))
+        assert len(files) == 2, key
+        assert all(TRUE in colours(f) for f in files)  # the true image is framed (in the top 5 or after it)

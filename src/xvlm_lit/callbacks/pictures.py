@@ -12,7 +12,7 @@ import csv
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -220,10 +220,12 @@ def grounding_examples(images: torch.Tensor, image_index: torch.Tensor, texts: S
             for t in range(min(n, len(texts)))]
 
 
-def retrieval_examples(images: torch.Tensor, texts: Sequence[str], text_to_image: torch.Tensor,
-                       top_index: torch.Tensor, n: int, k: int = 5) -> list[tuple[str, Image.Image]]:
+def retrieval_examples(images: torch.Tensor | Mapping[int, torch.Tensor], texts: Sequence[str],
+                       text_to_image: torch.Tensor, top_index: torch.Tensor, n: int, k: int = 5
+                       ) -> list[tuple[str, Image.Image]]:
     """Text -> image retrieval rows of the first ``n`` text queries: ``top_index [Nt, >=k]`` ranked image indices
-    into ``images [Ni, 3, R, R]`` (normalised), ``text_to_image [Nt]`` the true image of each text. When the true
+    into ``images [Ni, 3, R, R]`` (normalised; or a mapping index -> ``[3, R, R]`` holding at least the images
+    shown), ``text_to_image [Nt]`` the true image of each text. When the true
     image is not in the top ``k`` it is shown after them, framed green and labelled ``true (rank > k)``."""
     rows = []
     for t in range(min(n, len(texts))):

@@ -200,9 +200,11 @@ def init_from(model: nn.Module, path: str | os.PathLike, rules: Sequence[Rule] =
     """Initialise ``model`` from any supported file (``model.init_from=<path>``): a reference ``.th``/``.pth``
     (``{"model": sd}``), a bare state dict in either layout, our safetensors export, or a Lightning checkpoint
     (``state_dict`` with our keys under ``model.``). The layout is recognised from the keys; see
-    :mod:`xvlm_lit.checkpoints.sources`."""
-    from xvlm_lit.checkpoints.sources import keymap_for, read_source
+    :mod:`xvlm_lit.checkpoints.sources`. Task models (VQA, NLVR2, a reference captioning file) read through their
+    own maps (:mod:`xvlm_lit.checkpoints.auto`)."""
+    from xvlm_lit.checkpoints.auto import auto_keymap
+    from xvlm_lit.checkpoints.sources import read_source
 
     src = read_source(path)
-    keymap = keymap_for(model, src).with_rules(rules, unused, name="task" if rules or unused else "")
+    keymap = auto_keymap(model, src).with_rules(rules, unused, name="task" if rules or unused else "")
     return import_state_dict(model, src.state_dict, keymap, source_name=str(path))

@@ -25,7 +25,8 @@ def mean_iou(pred_xyxy: torch.Tensor, target_xyxy: torch.Tensor) -> float:
 def best_constant_box(target_cxcywh: torch.Tensor, steps: int = 12, threshold: float = 0.5
                       ) -> tuple[torch.Tensor, float]:
     """The single normalised box (searched on a grid of centres and sizes) with the highest Acc@IoU on
-    ``target_cxcywh [N, 4]``, and that accuracy: what predicting one box for every text would score."""
+    ``target_cxcywh [N, 4]``, and that accuracy: what predicting one box for every text would score. The box is
+    returned clipped to the image (cx, cy, w, h of the clipped box), as it was scored."""
     grid = (torch.arange(steps) + 0.5) / steps
     cands = torch.cartesian_prod(grid, grid, grid, grid)  # cx, cy, w, h
     cands = torch.cat([cands, target_cxcywh.median(0).values[None], target_cxcywh.mean(0)[None]])
@@ -35,7 +36,7 @@ def best_constant_box(target_cxcywh: torch.Tensor, steps: int = 12, threshold: f
     for s in range(0, len(cands), 4096):
         hits[s:s + 4096] = (box_iou(xyxy[s:s + 4096], targets) >= threshold).float().mean(1)
     best = int(hits.argmax())
-    return cands[best], float(hits[best] * 100)
+    return box_convert(xyxy[best], "xyxy", "cxcywh"), float(hits[best] * 100)
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # keys the code reads itself before instantiating the node (see xvlm_lit.build.split_initialisers)
-CONSUMED = {"model": {"init_from", "bert_path"}, "model.vision": {"pretrained_path"}}
+CONSUMED = {"model": {"init_from", "bert_path", "allow_random_init"}, "model.vision": {"pretrained_path"}}
 _MISSING = object()
 
 

@@ -81,6 +81,11 @@ def _evaluate_task(cfg: DictConfig, model) -> dict[str, float]:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
+    from xvlm_lit.utils.console import quiet_dependencies, route_lightning_to_root
+
+    quiet_dependencies()
+    route_lightning_to_root()  # Lightning's records reach <run>/eval.log too
+    logging.captureWarnings(True)
     try:
         evaluate(cfg)
     except ConfigError as err:

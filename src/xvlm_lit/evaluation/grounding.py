@@ -7,6 +7,7 @@ from torchvision.ops import box_convert, box_iou
 
 from xvlm_lit.evaluation.metrics import GroundingAccuracy, paired_iou
 from xvlm_lit.models.xvlm import XVLM
+from xvlm_lit.utils.progress import progress
 
 
 def accuracy_at_iou(pred_xyxy: torch.Tensor, target_xyxy: torch.Tensor, threshold: float = 0.5) -> float:
@@ -46,7 +47,8 @@ def predict_boxes(model: XVLM, images: torch.Tensor, image_index: torch.Tensor, 
     tokens = torch.cat([model.encode_image(images[s:s + batch_size].to(device))
                         for s in range(0, len(images), batch_size)])
     out = []
-    for s in range(0, len(text_ids), batch_size):
+    for s in progress(range(0, len(text_ids), batch_size), "grounding: predicting boxes", every=50,
+                      unit="batches"):
         ids, mask = text_ids[s:s + batch_size].to(device), text_mask[s:s + batch_size].to(device)
         fused = model.fuse(model.encode_text(ids, mask), mask, tokens[image_index[s:s + batch_size].to(device)])
         out.append(model.predict_box(fused).float().cpu())

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
-from tests.conftest import compose_model
+from ..conftest import compose_model
 
 #: xvlm_tiny made smaller (64 px, 64-d vision, 64-d BERT); the real vocabulary so the real tokenizer fits
 TINY = ["vision.image_size=64", "vision.embed_dim=32", "fusion.vision_width=64", "text.bert.hidden_size=64",

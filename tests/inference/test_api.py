@@ -14,7 +14,7 @@ import xvlm_lit
 from xvlm_lit.checkpoints import CheckpointMismatchError, save_reference, save_safetensors
 from xvlm_lit.inference import ImageGallery, ImageReadError, InferenceError, MissingHeadError
 
-from .conftest import TINY, save_run, tiny_model
+from .conftest import TINY, save_run
 
 TEXTS = ["the red rectangle", "a blue box on the left"]
 
@@ -129,8 +129,9 @@ def test_caption_run(tiny_run, tiny_data, tmp_path):
 
 def test_vqa_run(tiny_data, tmp_path):
     """A VQA run answers from its answer list; it has no ITC/ITM/box heads."""
-    from tests.conftest import compose_model
     from xvlm_lit.build import build_model
+
+    from ..conftest import compose_model
 
     torch.manual_seed(1)
     node = compose_model("vqa_tiny", TINY)

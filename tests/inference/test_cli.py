@@ -44,7 +44,7 @@ def test_ground_on_a_photograph_writes_a_png(tiny_run, photo, tmp_path, capsys):
 
 
 def test_python_m_entry_point_end_to_end(tiny_run, photo, tmp_path):
-    """The real command line in a fresh process; then a missing image: exit 2, one line, no traceback."""
+    """The real command line in a fresh process (the error paths run in-process below)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     out = tmp_path / "box.png"
     base = [sys.executable, "-m", "xvlm_lit.predict", "ground", "--ckpt", str(tiny_run["ckpt"]), "--device", "cpu"]
@@ -52,10 +52,6 @@ def test_python_m_entry_point_end_to_end(tiny_run, photo, tmp_path):
                         capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert "wrote" in ok.stdout and out.stat().st_size > 1000
-    bad = subprocess.run([*base, "--image", str(tmp_path / "nope.jpg"), "--text", "x"], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [f"error: no such file or directory: {tmp_path / 'nope.jpg'}"]
 
 
 def test_retrieve_table_html_and_json(tiny_run, tiny_data, tmp_path, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import torch
 from PIL import Image
@@ -14,7 +13,7 @@ from torchvision.transforms.v2 import functional as F
 from xvlm_lit.data.tasks.annotations import open_image
 from xvlm_lit.inference.errors import ImageReadError
 
-ImageLike = Union[str, os.PathLike, Image.Image, torch.Tensor]
+ImageLike = str | os.PathLike | Image.Image | torch.Tensor
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:

@@ -158,10 +158,11 @@ class Predictor:
                  ) -> list[Match] | list[list[Match]]:
         """The ``k`` best gallery entries for each query, best first.
 
-        Text query (a string or a list of strings that are not file paths) -> a gallery of images (paths, PIL images, tensors, or an
-        :class:`ImageGallery`); image query (a path, PIL image, tensor, or a list) -> a gallery of texts (a list of strings or a :class:`TextGallery`).
-        Ranking is the evaluation's: ITC similarity, then its top ``rerank`` candidates (default
-        :attr:`rerank`; 0 = ITC only) re-ordered by the ITM match logit, ahead of all others. Galleries given as
+        Text query (a string or a list of strings that are not file paths) -> a gallery of images (paths, PIL
+        images, tensors, or an :class:`ImageGallery`); image query (a path, PIL image, tensor, or a list) -> a
+        gallery of texts (a list of strings or a :class:`TextGallery`). Ranking is the evaluation's: ITC
+        similarity, then its top ``rerank`` candidates (default :attr:`rerank`; 0 = ITC only) re-ordered by the
+        ITM match logit, ahead of all others. Galleries given as
         paths or texts are encoded once and cached (the 4 most recent).
         """
         rerank = self.rerank if rerank is None else rerank

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ CAPTION_DEFAULTS = {"prompt": "a picture of ", "num_beams": 3, "max_length": 20,
                     "length_penalty": 1.0}
 #: the VQA evaluation's question limits (data/tasks/vqa.py: EVAL_MAX_WORDS, eval_max_tokens)
 VQA_EVAL_WORDS, VQA_EVAL_TOKENS = 50, 64
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -58,6 +61,9 @@ def answer_questions(p: Predictor, pils: Sequence[Image.Image], questions: Seque
     words = max(int(data.get("max_words", 30)), VQA_EVAL_WORDS)
     length = max(int(data.get("max_tokens", 40)), int(data.get("eval_max_tokens", VQA_EVAL_TOKENS)))
     candidates = list(candidates) if candidates is not None else answer_list(p)
+    if candidates is None:
+        log.warning("no answer list found (data.answer_list / <data.root>/answer_list.json): answers are generated; "
+                    "pass candidates=[...] (CLI: --answers file.txt) to rank a list as the VQA evaluation does")
     rank = candidates is not None and task.get("inference", "rank") == "rank"
     out: list[str] = []
     for s in range(0, len(pils), p.batch_size):

@@ -110,7 +110,7 @@ def cmd_retrieve(p, args: argparse.Namespace) -> None:
 
 def cmd_ground(p, args: argparse.Namespace) -> None:
     from xvlm_lit.inference.images import read_image
-    from xvlm_lit.inference.render import draw_box
+    from xvlm_lit.inference.render import PALETTE, draw_box, enlarge
 
     image, texts = expand_images([args.image])[0], expand_texts(args.text)
     pil = read_image(image)
@@ -119,10 +119,13 @@ def cmd_ground(p, args: argparse.Namespace) -> None:
     lines = [f"{b.text!r}: x1,y1,x2,y2 = {', '.join(f'{v:.1f}' for v in b.xyxy)} (pixels of the "
              f"{b.image_size[0]}x{b.image_size[1]} image)" for b in boxes]
     if args.out:
-        for b in boxes:
-            pil = draw_box(pil, b)
+        if args.scale <= 0:
+            raise UsageError(f"--scale must be > 0, got {args.scale}")
+        drawn = enlarge(pil, args.scale)
+        for n, b in enumerate(boxes):
+            drawn = draw_box(drawn, b, colour=PALETTE[n % len(PALETTE)], scale=args.scale)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        pil.save(args.out)
+        drawn.save(args.out)
         payload["out"] = args.out
         lines.append(f"wrote {args.out}")
     _print(args, payload, "\n".join(lines))
@@ -175,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--image", required=True, help="image file")
     g.add_argument("--text", nargs="+", required=True, help="referring expressions")
     g.add_argument("--out", help="write the image with the boxes and texts drawn (PNG/JPEG by suffix)")
+    g.add_argument("--scale", type=float, default=1.0, help="enlarge the drawn picture (small images), e.g. 3")
     g.set_defaults(func=cmd_ground)
     c = sub.add_parser("caption", parents=[common], help="caption images (a captioning checkpoint)")
     c.add_argument("--image", nargs="+", required=True, help="image files or directories")

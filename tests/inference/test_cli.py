@@ -103,3 +103,16 @@ def test_errors_are_one_line(tiny_run, tiny_data, tmp_path, capsys, argv, messag
 def test_missing_checkpoint(tmp_path, capsys):
     assert main(["score", "--ckpt", str(tmp_path / "x.ckpt"), "--image", "a.png", "--text", "x"]) == 2
     assert capsys.readouterr().err.strip() == f"error: no such checkpoint file: {tmp_path / 'x.ckpt'}"
+
+
+def test_ground_scale_enlarges_the_picture(tiny_run, tiny_data, tmp_path):
+    image = sorted(tiny_data["images"].glob("*.png"))[0]  # 96 x 64
+    out = tmp_path / "big.png"
+    assert main(["ground", "--ckpt", str(tiny_run["ckpt"]), "--device", "cpu", "--image", str(image), "--text",
+                 "red", "blue", "--out", str(out), "--scale", "3"]) == 0
+    with Image.open(out) as img:
+        assert img.size == (288, 192)
+        colours = {img.getpixel((x, y)) for x in range(288) for y in range(192)}
+    assert {(230, 25, 75), (0, 130, 200)} <= colours  # one colour per text
+    assert main(["ground", "--ckpt", str(tiny_run["ckpt"]), "--image", str(image), "--text", "x", "--out",
+                 str(out), "--scale", "0"]) == 2

@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from xvlm_lit.inference.results import Box, Match
 
-BOX_COLOUR = (255, 40, 40)
+#: box colours, one per text in turn
+PALETTE = ((230, 25, 75), (0, 130, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180), (70, 240, 240))
 THUMB = 160  # thumbnail side in the HTML page, pixels
 
 
@@ -24,20 +25,30 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def draw_box(image: Image.Image, box: Box, label: str | None = None) -> Image.Image:
-    """A copy of ``image`` with ``box`` (original pixels) outlined and ``label`` (default: the text) above it."""
+def enlarge(image: Image.Image, scale: float) -> Image.Image:
+    """``image`` resized by ``scale`` (bicubic), e.g. to draw legible text on a small image."""
+    if scale == 1:
+        return image
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+
+
+def draw_box(image: Image.Image, box: Box, label: str | None = None, colour: tuple[int, int, int] = PALETTE[0],
+             scale: float = 1.0) -> Image.Image:
+    """A copy of ``image`` with ``box`` outlined and ``label`` (default: the text) above it; ``image`` is the
+    original enlarged by ``scale`` (see :func:`enlarge`), ``box`` in pixels of the original."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     width = max(2, round(min(out.size) / 150))
-    draw.rectangle(box.xyxy, outline=BOX_COLOUR, width=width)
+    xyxy = tuple(v * scale for v in box.xyxy)
+    draw.rectangle(xyxy, outline=colour, width=width)
     text = box.text if label is None else label
     font = _font(max(12, round(min(out.size) / 28)))
-    x1, y1 = box.xyxy[0], box.xyxy[1]
+    x1, y1 = xyxy[0], xyxy[1]
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 6, bottom - top + 6
     x = min(max(0.0, x1), max(0.0, out.width - w))
-    y = y1 - h if y1 - h >= 0 else min(box.xyxy[3], out.height - h)
-    draw.rectangle([x, y, x + w, y + h], fill=BOX_COLOUR)
+    y = y1 - h if y1 - h >= 0 else min(xyxy[3], out.height - h)
+    draw.rectangle([x, y, x + w, y + h], fill=colour)
     draw.text((x + 3 - left, y + 3 - top), text, fill=(255, 255, 255), font=font)
     return out
 

@@ -151,3 +151,23 @@ def test_vqa_run(tiny_data, tmp_path):
     assert p.answer(images[0], "what colour?", candidates=["yes"]) == "yes"
     with pytest.raises(MissingHeadError, match="contrastive"):
         p.score(images[0], "red")
+
+
+def test_reference_captioning_file(tiny_run, tiny_data, tmp_path):
+    """A reference captioning ``.th`` (its BERT under ``text_decoder.``, no ITC/ITM/box heads) loads through the
+    caption key map: it captions as the original weights do, and scoring names the missing head."""
+    from xvlm_lit.checkpoints import reference_state_dict
+    from xvlm_lit.tasks.caption import generate_captions
+
+    heads = ("vision_proj.", "text_proj.", "itm_head.", "bbox_head.", "temp")
+    ref = {("text_decoder." + k.removeprefix("text_encoder.") if k.startswith("text_encoder.") else k): v
+           for k, v in reference_state_dict(tiny_run["model"]).items() if not k.startswith(heads)}
+    path = tmp_path / "caption.th"
+    torch.save({"model": ref}, path)
+    p = xvlm_lit.load(path, device="cpu", model="xvlm_tiny", overrides=TINY)
+    assert p.heads.caption and not (p.heads.itc or p.heads.itm or p.heads.box)
+    image = _images(tiny_data)[2]
+    pixels = p.pre.images([Image.open(image).convert("RGB")])
+    assert p.caption(image) == generate_captions(tiny_run["model"], pixels, p.pre.tokenizer)[0]
+    with pytest.raises(MissingHeadError, match="no box head.*experiment=grounding"):
+        p.ground(image, "red")

@@ -1,10 +1,6 @@
-"""Read a checkpoint once and import it with the project's importer for the model's type and the file's layout.
-
-- :class:`~xvlm_lit.models.vqa.XVLMForVQA`: the VQA key map (pre-trained source, ours after VQA, the reference's
-  fine-tuned VQA file);
-- :class:`~xvlm_lit.models.xvlm.XVLM` from a reference captioning file (``text_decoder.*``): the caption key map;
-- any other :class:`XVLM` source (ours: Lightning, safetensors; the reference's pre-trained or fine-tuned
-  retrieval/grounding ``.th``): the generic key map of :func:`~xvlm_lit.checkpoints.init_from`.
+"""Read a checkpoint once and import it with the key map the project's importer picks for the model's type and
+the file's layout (:func:`xvlm_lit.checkpoints.auto.auto_keymap`: VQA, a reference captioning file, or the
+generic maps). NLVR2 models are not served by the inference API.
 """
 
 from __future__ import annotations
@@ -13,10 +9,9 @@ import os
 
 from torch import nn
 
-from xvlm_lit.checkpoints.caption_keymap import caption_keymap, is_caption_layout
+from xvlm_lit.checkpoints.auto import auto_keymap
 from xvlm_lit.checkpoints.importer import ImportReport, import_state_dict
-from xvlm_lit.checkpoints.sources import Source, keymap_for, read_source
-from xvlm_lit.checkpoints.vqa_keymap import vqa_keymap
+from xvlm_lit.checkpoints.sources import Source, read_source
 from xvlm_lit.inference.errors import InferenceError
 from xvlm_lit.models.vqa import XVLMForVQA
 from xvlm_lit.models.xvlm import XVLM
@@ -41,11 +36,7 @@ def holds_answer_decoder(source: Source) -> bool:
 def import_weights(model: nn.Module, source: Source) -> ImportReport:
     """Strictly import ``source`` into ``model`` (module docstring); a mismatch raises
     :class:`~xvlm_lit.checkpoints.CheckpointMismatchError` listing the keys."""
-    if isinstance(model, XVLMForVQA):
-        keymap = vqa_keymap(model, source)
-    elif isinstance(model, XVLM):
-        keymap = caption_keymap(model, source) if is_caption_layout(source.state_dict) else keymap_for(model, source)
-    else:
+    if not isinstance(model, XVLM | XVLMForVQA):
         raise InferenceError(f"{type(model).__name__} checkpoints are not supported by the inference API (it serves "
                              "X-VLM and its VQA model; NLVR2 is evaluated with python -m xvlm_lit.eval)")
-    return import_state_dict(model, source.state_dict, keymap, source_name=source.path)
+    return import_state_dict(model, source.state_dict, auto_keymap(model, source), source_name=source.path)

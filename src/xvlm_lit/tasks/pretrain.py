@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import lightning as L
+from lightning.pytorch.strategies import DDPStrategy
 import torch
 from torch import nn
 
@@ -44,6 +45,9 @@ class PretrainModule(L.LightningModule):
         self.warmup_steps, self.total_steps = int(warmup_steps), total_steps
         self.new_lr_mult, self.temp_range, self.no_decay = new_lr_mult, tuple(temp_range), tuple(no_decay)
         self._skips = torch.zeros(len(SKIP_REASONS) + 1, dtype=torch.float64)
+        #: connect unused parameters with a zero term (None = when DDP runs without find_unused_parameters)
+        self.touch_unused: bool | None = None
+        self._unused_cache: dict[tuple[str, ...], list[nn.Parameter]] = {}
 
     def compute_losses(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total weighted loss and every logged term (``<stream>/<key>`` and per-key sums over streams)."""
@@ -63,7 +67,31 @@ class PretrainModule(L.LightningModule):
         if total is None:
             raise RuntimeError("no loss plugin produced a loss for this batch: check conf/loss and the data streams")
         logs["loss"] = total.detach()
+        if torch.is_grad_enabled() and self._needs_touch():
+            total = total + self._touch_unused(total, tuple(logs))
         return total, logs
+
+    def _needs_touch(self) -> bool:
+        """``touch_unused`` when set, else True under a multi-process DDP strategy without find_unused_parameters."""
+        if self.touch_unused is not None:
+            return self.touch_unused
+        trainer = self._trainer
+        if trainer is None or not isinstance(trainer.strategy, DDPStrategy) or trainer.world_size < 2:
+            return False
+        return not trainer.strategy._ddp_kwargs.get("find_unused_parameters", False)
+
+    def _touch_unused(self, total: torch.Tensor, signature: tuple[str, ...]) -> torch.Tensor:
+        """A zero connected to every trainable parameter ``total`` does not reach (the box head on a step without
+        a region batch), so DDP runs without ``find_unused_parameters``. The unused set depends only on which
+        plugin outputs the step produced (``signature``): the graph is walked once per signature."""
+        unused = self._unused_cache.get(signature)
+        if unused is None:
+            reached = _graph_parameters(total)
+            unused = [p for p in self.parameters() if p.requires_grad and id(p) not in reached]
+            self._unused_cache[signature] = unused
+        if not unused:
+            return total.new_zeros(())
+        return torch.stack([p.sum() for p in unused]).sum().to(total.dtype) * 0.0
 
     def on_train_batch_start(self, batch: StepBatch, batch_idx: int) -> None:
         with torch.no_grad():
@@ -104,6 +132,21 @@ class PretrainModule(L.LightningModule):
         total = self.total_steps or int(self.trainer.estimated_stepping_batches)
         scheduler = build_scheduler(optimizer, self.warmup_steps, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _graph_parameters(out: torch.Tensor) -> set[int]:
+    """``id`` of every leaf tensor (parameter) the autograd graph of ``out`` accumulates a gradient into."""
+    seen, found, stack = set(), set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if variable is not None:
+            found.add(id(variable))
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return found
 
 
 def batch_size_of(batch: StepBatch | VLBatch | None) -> int:

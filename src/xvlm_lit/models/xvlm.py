@@ -25,13 +25,16 @@ class XVLM(nn.Module):
         fusion: the remaining BERT layers with cross-attention (``vision_width`` must equal ``vision.width``).
         embed_dim: contrastive feature size.
         temp: initial contrastive temperature.
+        grad_checkpointing: recompute every Swin stage / BERT layer in backward (less activation memory, ~30% more
+            time); a switch: ``+model.grad_checkpointing=true``.
+        compile: ``torch.compile`` the three encoders in place (parameter names unchanged); ``+model.compile=true``.
 
     Building reads no file: weights are loaded by :func:`xvlm_lit.build.build_model` (``model.bert_path``,
     ``model.init_from``) or :mod:`xvlm_lit.checkpoints`.
     """
 
     def __init__(self, vision: VisionEncoder, text: TextEncoder, fusion: FusionEncoder, embed_dim: int = 256,
-                 temp: float = 0.07) -> None:
+                 temp: float = 0.07, grad_checkpointing: bool = False, compile: bool = False) -> None:
         super().__init__()
         if fusion.vision_width != vision.width:
             raise ValueError(f"model.fusion.vision_width={fusion.vision_width} but the vision encoder "
@@ -44,6 +47,27 @@ class XVLM(nn.Module):
         self.itm_head = mlp_head(width, 2)
         self.bbox_head = mlp_head(width, 4)
         self.mlm_head = MLMHead(text.spec, text.word_embeddings)
+        if grad_checkpointing:
+            self.set_grad_checkpointing(True)
+        if compile:
+            self.compile_encoders()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing of the vision stages (timm), text layers (transformers) and fusion layers."""
+        backbone = self.vision_encoder.backbone
+        if hasattr(backbone, "set_grad_checkpointing"):
+            backbone.set_grad_checkpointing(enable)
+        bert = self.text_encoder.bert
+        if enable:
+            bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            bert.gradient_checkpointing_disable()
+        self.fusion_encoder.grad_checkpointing = enable
+
+    def compile_encoders(self, **kwargs) -> None:
+        """``nn.Module.compile`` (in place: the state dict keeps its names) of the vision, text and fusion encoders."""
+        for encoder in (self.vision_encoder, self.text_encoder, self.fusion_encoder):
+            encoder.compile(**kwargs)
 
     @property
     def image_size(self) -> int:

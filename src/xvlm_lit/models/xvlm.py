@@ -59,9 +59,9 @@ class XVLM(nn.Module):
             backbone.set_grad_checkpointing(enable)
         bert = self.text_encoder.bert
         if enable:
-            bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            bert.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
-            bert.gradient_checkpointing_disable()
+            bert.activation_checkpointing_disable()
         self.fusion_encoder.grad_checkpointing = enable
 
     def compile_encoders(self, **kwargs) -> None:

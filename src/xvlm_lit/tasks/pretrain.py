@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import lightning as L
-from lightning.pytorch.strategies import DDPStrategy
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
 from xvlm_lit.data.batch import VLBatch

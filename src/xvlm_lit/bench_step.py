@@ -98,7 +98,7 @@ def timed_step(module: PretrainModule, opt: torch.optim.Optimizer, batch: dict, 
     """One full step: temperature clamp, losses (forward), backward, grad-norm clip 1.0, AdamW, zero_grad."""
     dev = case.device
     sync(dev)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     with torch.no_grad():
         module.model.temp.clamp_(*module.temp_range)
     with autocast(case):
@@ -113,7 +113,9 @@ def timed_step(module: PretrainModule, opt: torch.optim.Optimizer, batch: dict, 
     opt.zero_grad(set_to_none=True)
     sync(dev)
     t3 = time.perf_counter()
-    return {"forward_s": t1 - t0, "backward_s": t2 - t1, "optimizer_s": t3 - t2, "step_s": t3 - t0}
+    # process CPU seconds (all threads): robust to other load on a shared machine, unlike wall time
+    return {"forward_s": t1 - t0, "backward_s": t2 - t1, "optimizer_s": t3 - t2, "step_s": t3 - t0,
+            "step_cpu_s": time.process_time() - c0}
 
 
 def time_steps(module: PretrainModule, batches: list[dict], case: StepCase, steps: int, warmup: int = 1) -> dict:

@@ -7,10 +7,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from xvlm_lit.hardware import register_resolvers
-
-register_resolvers()  # ${xvlm_precision:...} in conf/trainer
-
 
 def _find_conf() -> Path:
     env = os.environ.get("XVLM_CONF")

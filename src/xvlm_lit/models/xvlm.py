@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xvlm_lit.models.attention import cpu_attention_backend
 from xvlm_lit.models.fusion import FusionEncoder
 from xvlm_lit.models.heads import MLMHead, mlp_head
 from xvlm_lit.models.text import TextEncoder
@@ -79,16 +80,19 @@ class XVLM(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """images ``[B, 3, R, R]`` -> ``[B, 1+N, Dv]``."""
-        return self.vision_encoder(images)
+        with cpu_attention_backend(images.device):
+            return self.vision_encoder(images)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``[T, L]`` ids and mask -> ``[T, L, H]`` (text layers only)."""
-        return self.text_encoder(input_ids, attention_mask)
+        with cpu_attention_backend(input_ids.device):
+            return self.text_encoder(input_ids, attention_mask)
 
     def fuse(self, text_hidden: torch.Tensor, text_mask: torch.Tensor, image: torch.Tensor,
              image_mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         """Fusion layers: ``[T, L, H]`` text attending ``[T, Nv, Dv]`` image tokens -> ``[T, L, H]``."""
-        return self.fusion_encoder(text_hidden, text_mask, image, image_mask, causal)
+        with cpu_attention_backend(text_hidden.device):
+            return self.fusion_encoder(text_hidden, text_mask, image, image_mask, causal)
 
     def image_feat(self, image_tokens: torch.Tensor) -> torch.Tensor:
         """``[T, 1+N, Dv]`` -> L2-normalised ``[T, E]`` from token 0."""

@@ -9,8 +9,10 @@ from xvlm_lit.data.batch import VLBatch
 from xvlm_lit.data.datamodule import PretrainDataModule
 
 
-def shapes_shards(root: Path, size: int = 224, n_train: int = 256, shard_size: int = 64) -> Path:
-    """A shapes-world corpus at ``size`` px under ``root`` (generated once, reused when its arguments match)."""
+def shapes_shards(root: Path, size: int = 160, n_train: int = 256, shard_size: int = 64) -> Path:
+    """A shapes-world corpus under ``root`` (generated once, reused when its arguments match). Its generator draws
+    at most 160 px: the loader decodes 160 px JPEGs and its crops resize them to the model's 224 px (real corpora
+    decode larger JPEGs: this figure is an upper bound for them)."""
     from data_prep.shapes import ensure_shapes_world
 
     return ensure_shapes_world(root, n_train=n_train, n_val=8, seed=0, size=size, shard_size=shard_size, workers=1)
@@ -23,7 +25,7 @@ def loader_throughput(root: Path, workers: int = 1, batches: int = 8, image_size
 
     A sample is one image-text pair or one region text (its image decoded and augmented once per region batch).
     """
-    world = shapes_shards(root, size=image_size)
+    world = shapes_shards(root)
     dm = PretrainDataModule(
         sources=[{"name": "shapes", "urls": str(world / "train"), "streams": ["itc", "region"]}],
         image_size=image_size, patch_size=32, max_tokens=30, max_masks=6, batch_size=batch,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from torch import nn
 
 from xvlm_lit.data.batch import VLBatch
@@ -118,6 +118,20 @@ class PretrainModule(L.LightningModule):
             names = (*SKIP_REASONS, "other")
             self.log_dict({f"train/skipped/{r}": float(v) for r, v in zip(names, totals.tolist(), strict=True)},
                           rank_zero_only=True)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip here when no gradient scaler is involved (fp32, bf16-mixed): Lightning's mixed-precision plugin refuses
+        to clip for any optimizer that could unscale gradients itself (fused AdamW), although without a scaler there
+        is nothing to unscale and clipping before the fused step is exact. fp16 (a scaler) and sharded strategies
+        keep Lightning's own path."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        sharded = not isinstance(self.trainer.strategy, (DDPStrategy, SingleDeviceStrategy))
+        if not gradient_clip_val or scaler is not None or sharded:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
 
     def validation_step(self, batch: StepBatch, batch_idx: int) -> None:
         _, logs = self.compute_losses(batch)

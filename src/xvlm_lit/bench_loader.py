@@ -19,13 +19,13 @@ def shapes_shards(root: Path, size: int = 160, n_train: int = 256, shard_size: i
 
 
 def loader_throughput(root: Path, workers: int = 1, batches: int = 8, image_size: int = 224, batch: int = 32,
-                      region_texts: int = 32, region_images: int = 12) -> dict:
+                      region_texts: int = 32, region_images: int = 12, n_train: int = 256) -> dict:
     """Samples/s of the training loader (RandomResizedCrop + flip + RandAugment, region crops, tokenisation, MLM
     masks, collation), after its first batch (worker start-up excluded).
 
     A sample is one image-text pair or one region text (its image decoded and augmented once per region batch).
     """
-    world = shapes_shards(root)
+    world = shapes_shards(root, n_train=n_train, shard_size=max(8, n_train // 4))
     dm = PretrainDataModule(
         sources=[{"name": "shapes", "urls": str(world / "train"), "streams": ["itc", "region"]}],
         image_size=image_size, patch_size=32, max_tokens=30, max_masks=6, batch_size=batch,

@@ -56,3 +56,19 @@ def test_gpu_check_geometry_is_the_real_batch_and_flags_adjust_it():
     case = gpu_case(args)
     assert (case.batch, case.region_texts, case.region_images, case.compile, case.precision) == \
         (64, 64, 16, False, "bf16-mixed")
+
+
+def test_standard_report_measures_tiny_and_base_in_each_precision(monkeypatch, tmp_path):
+    from xvlm_lit import bench
+    from xvlm_lit.bench_step import StepCase
+
+    small = StepCase(model="xvlm_tiny", batch=2, region_texts=2, region_images=1, tokens=12, masks=2)
+    monkeypatch.setattr(bench, "TINY", small)
+    monkeypatch.setattr(bench, "BASE", StepCase(**{**small.__dict__, "region_texts": 0, "plugins": ("itc",)}))
+    monkeypatch.setenv("XVLM_PRECISION", "bf16-mixed")
+    report = bench.main(["--quick", "--steps", "1", "--loop-steps", "0", "--loader-workers", "0",
+                         "--out", str(tmp_path / "r.json")])
+    assert report["default_precision"] == "bf16-mixed"
+    assert {"tiny_24+24_bf16-mixed", "tiny_24+24_32-true", "base_batch8_bf16-mixed"} <= set(report)
+    assert "base_batch8_32-true" not in report  # --quick: base in the default precision only
+    assert (tmp_path / "r.json").is_file() and "retrieval_eval_tiny_cpu" not in report

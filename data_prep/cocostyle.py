@@ -14,6 +14,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from data_prep.jsonstream import iter_object
 
@@ -45,18 +46,41 @@ class CocoStyle:
                 for i in range(0, len(flat), BOX_FIELDS)]
 
 
-def _add_image(data: CocoStyle, entry: dict) -> None:
+def _size(value: Any) -> int | None:
+    """A declared width/height: a non-negative int (or integral float), 0 when absent, None when malformed."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+        return None
+    return int(value)
+
+
+def _is_id(value: Any) -> bool:
+    """COCO-style ids are integers (a string or a float id is malformed: ids are sorted and compared)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _add_image(data: CocoStyle, entry: Any) -> None:
+    """Add an ``images`` entry; one that is not an object, has no usable id, or declares a size that is not a
+    number is counted in ``bad_annotations`` and left out (its annotations then find no image)."""
+    if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+        data.bad_annotations += 1
+        return
+    width, height = _size(entry.get("width")), _size(entry.get("height"))
+    if width is None or height is None:
+        data.bad_annotations += 1
+        return
     info = data.images.get(entry["id"])
     if info is None:
-        info = data.images[entry["id"]] = ImageInfo(int(entry.get("width") or 0), int(entry.get("height") or 0))
+        info = data.images[entry["id"]] = ImageInfo(width, height)
     name = entry.get("file_name")
-    if name and name not in info.file_names:
+    if isinstance(name, str) and name and name not in info.file_names:
         info.file_names.append(name)
 
 
-def _add_annotation(data: CocoStyle, ann: dict) -> None:
-    image_id = ann.get("image_id")
-    if image_id is None:
+def _add_annotation(data: CocoStyle, ann: Any) -> None:
+    image_id = ann.get("image_id") if isinstance(ann, dict) else None
+    if not _is_id(image_id):
         data.bad_annotations += 1
         return
     if "caption" in ann:
@@ -86,7 +110,8 @@ def read_coco_style(paths: list[str | os.PathLike], data: CocoStyle | None = Non
                 for ann in value:
                     _add_annotation(data, ann)
             elif key == "categories":
-                data.categories.update({c["id"]: c["name"] for c in value})
+                data.categories.update({c["id"]: c["name"] for c in value if isinstance(c, dict)
+                                        and _is_id(c.get("id")) and isinstance(c.get("name"), str)})
     return data
 
 

@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import os
 import re
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +48,7 @@ from tqdm import tqdm
 from data_prep.jsonstream import JsonStreamError
 from data_prep.samples import Built, Raw, Skipped, build
 from data_prep.shards import MAX_SIDE, MAX_SKIP_EXAMPLES, Manifest, encode_json, problem_code, validate_record
+from xvlm_lit.utils.progress import is_terminal, progress_line
 
 FAIL_ENV = "DATA_PREP_FAIL_AFTER_SHARDS"
 PARTS = "parts"
@@ -309,13 +311,17 @@ def run(items: Iterable[Any], to_raw: Callable[[Any], Raw | Skipped], opts: Opti
     _prepare_out(opts)
     fail_after = int(os.environ.get(FAIL_ENV) or 0)
     signature, n_shards, records, written = opts.signature(), 0, 0, 0
-    bar = tqdm(total=total, unit="img", desc=opts.source, disable=not opts.progress, dynamic_ncols=True)
+    # a bar in a terminal; elsewhere (CI, `| tee`, batch logs) one line per shard on stderr
+    bar = tqdm(total=total, unit="img", desc=opts.source, disable=not opts.progress or not is_terminal(),
+               dynamic_ncols=True)
+    lines, started, done = opts.progress and not is_terminal(), time.monotonic(), 0
 
     def tasks() -> Iterator[_ShardTask]:
-        nonlocal n_shards, records
+        nonlocal n_shards, records, done
         for index, chunk in enumerate(_chunks(items, opts.shard_size)):
             n_shards, records = index + 1, records + len(chunk)
             if _is_done(opts.out, opts.source, index, signature):
+                done += len(chunk)
                 bar.update(len(chunk))
                 continue
             yield _ShardTask(index, chunk, to_raw, opts.out, opts.source, opts.max_side, opts.quality, signature)
@@ -323,7 +329,10 @@ def run(items: Iterable[Any], to_raw: Callable[[Any], Raw | Skipped], opts: Opti
     with bar, closing(ordered_map(write_shard, tasks(), opts.workers)) as parts:
         for part in parts:
             bar.update(part["records"])
-            written += 1
+            written, done = written + 1, done + part["records"]
+            if lines:
+                print(progress_line(f"{opts.source}: shard {written}", done, total, time.monotonic() - started,
+                                    "records"), file=sys.stderr, flush=True)
             if fail_after and written >= fail_after:
                 raise RuntimeError(f"{FAIL_ENV}={fail_after}: stopping after {written} shard(s)")
     _remove_stale(opts.out, opts.source, n_shards)

@@ -1,7 +1,8 @@
 """Image loading for the converters: decode, EXIF-rotate, RGB, pre-resize, and box scaling to the stored pixels.
 
 :func:`load_image` turns a path (or candidate paths, or raw bytes) into an upright RGB image whose longer side is at
-most ``max_side``; problems raise :class:`ImageSkip` with a stable reason (``missing_image``, ``unreadable_image``).
+most ``max_side``; problems raise :class:`ImageSkip` with a stable reason (``missing_image``, ``unreadable_image``,
+``image_too_large``: more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``, refused before decoding).
 :func:`fit_box` maps an ``[x, y, w, h]`` box from the frame the annotation was made in to the stored image.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,6 +79,14 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
+def _refuse_bomb(image: Image.Image) -> None:
+    """Raise ``image_too_large`` for more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (before decoding any)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and image.width * image.height > limit:
+        raise ImageSkip("image_too_large", f"{image.width}x{image.height} pixels, more than "
+                                           f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (a decompression bomb?)")
+
+
 def load_image(source: ImageSource, max_side: int = MAX_SIDE) -> Loaded:
     """Decode ``source`` (a path, candidate paths tried in order, or encoded bytes) into a stored-size RGB image.
 
@@ -84,10 +94,15 @@ def load_image(source: ImageSource, max_side: int = MAX_SIDE) -> Loaded:
     bicubic filtering, so the result depends only on the file and ``max_side``.
 
     Raises:
-        ImageSkip: ``missing_image`` when no candidate file exists, ``unreadable_image`` when decoding fails.
+        ImageSkip: ``missing_image`` when no candidate file exists, ``unreadable_image`` when decoding fails,
+            ``image_too_large`` for a decompression bomb.
     """
     try:
-        with _open(source) as image:
+        with warnings.catch_warnings():  # 1x-2x the limit only warns: refused below like a larger one
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = _open(source)
+        with opened as image:
+            _refuse_bomb(image)
             orientation = _orientation(image)
             swapped = orientation in _SWAPPED_ORIENTATIONS
             full = (image.height, image.width) if swapped else (image.width, image.height)
@@ -99,7 +114,9 @@ def load_image(source: ImageSource, max_side: int = MAX_SIDE) -> Loaded:
             rgb = upright.convert("RGB")
     except ImageSkip:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        raise ImageSkip("image_too_large", str(err)) from err
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageSkip("unreadable_image", str(err)) from err
     if rgb.size == full:
         rgb, _ = resize_max_side(rgb, max_side)

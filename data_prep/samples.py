@@ -7,6 +7,7 @@ is counted in ``dropped`` by reason, so nothing disappears silently:
 - ``empty_caption``: a caption (image or region) that is empty after the reference's caption cleaning;
 - ``empty_label``: an object label that is empty after cleaning;
 - ``empty_attribute``: an attribute that is empty after cleaning (the object or region is kept);
+- ``wrong_type``: a caption, label or attribute that is not a string (a number, a list, an object, null);
 - ``bbox_malformed`` / ``bbox_empty`` / ``bbox_outside_image``: see :func:`data_prep.images.fit_box`.
 
 A sample left with no text at all is skipped (``Skipped``) under its most frequent drop reason, or ``no_text``.
@@ -101,7 +102,7 @@ def _texts(values: Any, dropped: Counter, reason: str) -> list[str]:
         if text:
             out.append(text)
         else:
-            dropped[reason] += 1
+            dropped[reason if isinstance(value, str) else "wrong_type"] += 1
     return out
 
 
@@ -165,7 +166,7 @@ def _objects(raw: Raw, geo: _Geometry, dropped: Counter, adjusted: Counter) -> l
             continue
         label = normalise_text(item.get("label"))
         if not label:
-            dropped["empty_label"] += 1
+            dropped["empty_label" if isinstance(item.get("label"), str | None) else "wrong_type"] += 1
             continue
         attributes = _texts(item.get("attributes"), dropped, "empty_attribute")
         out.append({"bbox": box, "label": label, "attributes": attributes})

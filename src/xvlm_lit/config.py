@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from xvlm_lit.config_schema import SchemaError, check_keys
+
 
 def _find_conf() -> Path:
     env = os.environ.get("XVLM_CONF")
@@ -29,8 +31,18 @@ class ConfigError(ValueError):
     """A composed config that cannot run; the message names the key and what to do (printed without traceback)."""
 
 
+def check_schema(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for a key no ``_target_`` takes or a value of the wrong type (see
+    :mod:`xvlm_lit.config_schema`): caught before anything is instantiated."""
+    try:
+        check_keys(cfg)
+    except SchemaError as err:
+        raise ConfigError(str(err)) from None
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Fail early, naming the key, when a required group is missing or a loss entry is malformed."""
+    """Fail early, naming the key, when a required group is missing, a loss entry is malformed, or a key or value
+    does not fit its node's target (:func:`check_schema`)."""
     for key in REQUIRED:
         if cfg.get(key) is None:
             raise ConfigError(f"config key '{key}' is missing: select one, e.g. `{key}=...` (see conf/{key}/)")
@@ -45,3 +57,4 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"loss.{name} has no _target_: use a file of conf/loss/ (itc, itm, mlm, bbox)")
         if float(node.get("weight", 1.0)) < 0:
             raise ConfigError(f"loss.{name}.weight must be >= 0, got {node.weight}")
+    check_schema(cfg)

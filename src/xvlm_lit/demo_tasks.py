@@ -3,8 +3,9 @@
 1. the pre-training demo (``python -m xvlm_lit.train``) into ``outputs/demo/pretrain`` unless its
    ``checkpoints/last.ckpt`` exists;
 2. the task folders (``python -m data_prep.shapes_tasks``) under ``$XVLM_DATA/shapes_tasks`` unless present;
-3. per task experiment: zero-shot evaluation of the pre-trained checkpoint (``python -m xvlm_lit.eval``), then
-   fine-tuning (``python -m xvlm_lit.train experiment=<task>``), each in ``outputs/demo/<task>[_zeroshot]``;
+3. per task experiment: zero-shot evaluation of the pre-trained checkpoint (``python -m xvlm_lit.eval``), the
+   task's domain pre-stage where the paper has one (NLVR2's text assignment, ``nlvr2_pretrain_demo``), then
+   fine-tuning (``python -m xvlm_lit.train experiment=<task>``), each in ``outputs/demo/<experiment>[_zeroshot]``;
 4. one table: zero-shot, fine-tuned and a trivial baseline per task, also written to ``outputs/demo/tasks.json``.
 """
 
@@ -27,6 +28,8 @@ OUT = Path("outputs/demo")
 PRETRAIN_CKPT = OUT / "pretrain" / "checkpoints" / "last.ckpt"
 #: (experiment, init key, zero-shot?, test split, [(label, metric, baseline: a name of :func:`baselines` or
 #: "@<metric the run logs>")])
+#: domain pre-stages run before a task's fine-tuning, which then starts from the pre-stage's last.ckpt
+PRE_STAGES = {"nlvr2_demo": "nlvr2_pretrain_demo"}
 TASKS = [
     ("retrieval_demo", "model.init_from", True, "test",
      [("TR@1", "tr_r1", "chance"), ("IR@1", "ir_r1", "chance"), ("R mean", "r_mean", "chance")]),
@@ -88,9 +91,15 @@ def run_task(experiment: str, init_key: str, zero_shot: bool, reuse: bool = Fals
     if zero_shot and not (reuse and (zero / "metrics.json").is_file()):
         sh(["xvlm_lit.eval", f"experiment={experiment}", f"ckpt_path={PRETRAIN_CKPT.resolve()}",
             f"hydra.run.dir={zero}"])
+    start = PRETRAIN_CKPT.resolve()
+    if experiment in PRE_STAGES:
+        pre = OUT / PRE_STAGES[experiment]
+        if not (reuse and (pre / "checkpoints" / "last.ckpt").is_file()):
+            sh(["xvlm_lit.train", f"experiment={PRE_STAGES[experiment]}", f"task.init_from={start}",
+                f"hydra.run.dir={pre}"])
+        start = (pre / "checkpoints" / "last.ckpt").resolve()
     if not (reuse and (tuned / "metrics.json").is_file()):
-        sh(["xvlm_lit.train", f"experiment={experiment}", f"{init_key}={PRETRAIN_CKPT.resolve()}",
-            f"hydra.run.dir={tuned}"])
+        sh(["xvlm_lit.train", f"experiment={experiment}", f"{init_key}={start}", f"hydra.run.dir={tuned}"])
     zero_metrics = json.loads((zero / "metrics.json").read_text()) if zero_shot else {}
     return zero_metrics, json.loads((tuned / "metrics.json").read_text())
 

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from xvlm_lit.build import build_model
 from xvlm_lit.checkpoints import init_from
 from xvlm_lit.checkpoints.run_config import run_config_path
-from xvlm_lit.config import CONF_DIR, ConfigError
+from xvlm_lit.config import CONF_DIR, ConfigError, check_schema
+from xvlm_lit.config_errors import exit_on_composition_error
 
 log = logging.getLogger("xvlm_lit.eval")
 
@@ -39,6 +40,7 @@ def _with_run_config(cfg: DictConfig) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Import ``cfg.ckpt_path`` into the configured model and run the configured evaluation; returns the metrics."""
+    check_schema(cfg)
     ckpt = cfg.get("ckpt_path")
     if not ckpt or not Path(ckpt).is_file():
         raise ConfigError(f"ckpt_path={ckpt}: no such checkpoint file (give ckpt_path=<run>/checkpoints/last.ckpt)")
@@ -78,11 +80,23 @@ def _evaluate_task(cfg: DictConfig, model) -> dict[str, float]:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
+    from xvlm_lit.utils.console import quiet_dependencies, route_lightning_to_root
+
+    quiet_dependencies()
+    route_lightning_to_root()  # Lightning's records reach <run>/eval.log too
+    logging.captureWarnings(True)
     try:
         evaluate(cfg)
     except ConfigError as err:
         raise SystemExit(f"config error: {err}") from None
+
+
+def main() -> None:
+    """``python -m xvlm_lit.eval``: overrides that do not compose exit with a message naming the key and the valid
+    choices (:mod:`xvlm_lit.config_errors`), then Hydra runs :func:`hydra_main`."""
+    exit_on_composition_error(str(CONF_DIR), "eval")
+    hydra_main()
 
 
 if __name__ == "__main__":

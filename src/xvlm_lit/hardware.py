@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from functools import cache
 
-import torch
 from omegaconf import OmegaConf
 
 
@@ -13,6 +12,8 @@ from omegaconf import OmegaConf
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bf16 matmuls natively on this CPU (AVX512-BF16 or AMX), so bf16 autocast is faster
     than fp32; False on CPUs that would emulate it (slower than fp32)."""
+    import torch  # here, not at import: ``import xvlm_lit`` (which registers the resolver) stays light
+
     if not torch.backends.mkldnn.is_available():
         return False
     try:
@@ -33,6 +34,8 @@ def best_precision(accelerator: str = "cpu") -> str:
         return forced
     if accelerator not in ("cpu", "gpu", "cuda", "auto"):
         raise ValueError(f"xvlm_precision: unknown accelerator {accelerator!r}; use cpu, gpu, cuda or auto")
+    import torch
+
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return "bf16-mixed" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"

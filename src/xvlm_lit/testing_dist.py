@@ -41,13 +41,15 @@ def step_outputs(module: PretrainModule, batch, stream: str = "region") -> dict:
 
 
 def worker(rank: int, world: int, init_file: str, out_dir: str, plugins: list[str], exact: bool) -> None:
-    """Entry of ``torch.multiprocessing.spawn``: one rank's step, gradients averaged as DDP does, saved to disk."""
+    """Entry of ``torch.multiprocessing.spawn``: one rank's step, gradients averaged as DDP does (``grads``; the
+    rank's own are kept as ``local_grads``), saved to disk."""
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         module = build_module(plugins, exact)
         out = step_outputs(module, rank_batches(world)[rank])
+        out["local_grads"] = {n: g.clone() for n, g in out["grads"].items()}  # before the DDP-style average
         for g in out["grads"].values():
             dist.all_reduce(g)
             g /= world

@@ -9,12 +9,18 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from xvlm_lit.build import build_model
+from xvlm_lit.callbacks.preemption import PREEMPTED_EXIT_CODE
+from xvlm_lit.callbacks.progress import progress_bar_callbacks
 from xvlm_lit.config import CONF_DIR, ConfigError, check_config
+from xvlm_lit.config_errors import exit_on_composition_error
+from xvlm_lit.data.sources import ReaderCountError
 from xvlm_lit.tasks.evaluate import evaluate_task
 from xvlm_lit.tasks.finetune import FineTuneModule
+from xvlm_lit.utils.console import quiet_dependencies, route_lightning_to_root, say
 
 log = logging.getLogger("xvlm_lit.train")
 
@@ -22,6 +28,7 @@ log = logging.getLogger("xvlm_lit.train")
 # the throughput monitor reports samples/s without a FLOP count.
 warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
 warnings.filterwarnings("ignore", message=".*ThroughputMonitor.*flops_per_batch.*")
+quiet_dependencies()
 
 
 def build(cfg: DictConfig):
@@ -35,7 +42,10 @@ def build(cfg: DictConfig):
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    # the step-counting rich bar in a terminal; none elsewhere (callbacks.progress_log writes lines instead)
+    bar = progress_bar_callbacks(bool(cfg.trainer.get("enable_progress_bar", True)))
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks + bar,
+                       enable_progress_bar=bool(bar))
 
 
 def run(cfg: DictConfig) -> dict:
@@ -57,18 +67,45 @@ def run(cfg: DictConfig) -> dict:
         metrics |= run_zero_shot(module.model, cfg, trainer)
     out = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
-        log.info("outputs in %s", out.resolve())
-        print(f"run directory: {out.resolve()}")
+        write_loss_curve(trainer, out)
+        say(f"run directory: {out.resolve()}")
     return metrics
 
 
+def write_loss_curve(trainer: L.Trainer, out: Path) -> Path | None:
+    """``<run>/pictures/loss_curve.png`` from the CSV logger's ``metrics.csv`` (None without a CSV logger)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from xvlm_lit.callbacks.pictures import loss_curve_png
+
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            logger.save()
+            metrics = Path(logger.log_dir) / "metrics.csv"
+            if metrics.is_file() and (path := loss_curve_png(metrics, out / "pictures" / "loss_curve.png")):
+                log.info("loss curve: %s", path)
+                return path
+    return None
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
+    route_lightning_to_root()  # Hydra has configured logging: Lightning's records reach train.log too
+    logging.captureWarnings(True)
     try:
         metrics = run(cfg)
-    except ConfigError as err:
+    except (ConfigError, ReaderCountError) as err:
         raise SystemExit(f"config error: {err}") from None
+    except SIGTERMException:  # preempted: last.ckpt was written at the step reached (callbacks.Preemption)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
     return metrics.get(OmegaConf.select(cfg, "optimized_metric") or "train/loss")
+
+
+def main() -> float | None:
+    """``python -m xvlm_lit.train``: overrides that do not compose exit with a message naming the key and the valid
+    choices (:mod:`xvlm_lit.config_errors`), then Hydra runs :func:`hydra_main`."""
+    exit_on_composition_error(str(CONF_DIR), "train")
+    return hydra_main()
 
 
 if __name__ == "__main__":

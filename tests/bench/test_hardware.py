@@ -1,6 +1,7 @@
 """The trainer's default precision: bf16-mixed only where the hardware runs bf16 natively."""
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from xvlm_lit import hardware
@@ -16,7 +17,7 @@ def test_cpu_precision_follows_native_bf16(monkeypatch, native, expected):
 
 def test_gpu_precision_is_bf16_and_env_overrides(monkeypatch):
     monkeypatch.delenv("XVLM_PRECISION", raising=False)
-    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert hardware.best_precision("gpu") == "bf16-mixed"
     monkeypatch.setenv("XVLM_PRECISION", "32-true")
     assert hardware.best_precision("gpu") == "32-true"

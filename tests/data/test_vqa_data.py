@@ -70,7 +70,7 @@ def test_training_batch_formats(folder):
     data = VQATrainSet(split, ImageTextTransform(32, train=True, scale=(0.5, 1.0), flip=False, randaugment=False))
     assert len(data) == 4 and data.skips.totals == {"no_answer": 1}  # question 4 has nothing to learn from
     items = [data[i] for i in range(4)]
-    assert items[3] is None and data.skips.totals["corrupt_image"] == 1
+    assert items[3] is None and data.skips.totals["missing_image"] == 1  # its file does not exist
     batch = VQACollate(tok, max_tokens=40, max_answer_tokens=8, train=True)(items)
     assert batch.images.shape == (3, 3, 32, 32) and batch.text_ids.shape[0] == 3
     assert tok.decode(batch.text_ids[0][batch.text_mask[0].bool()]) == "[CLS] what is on the left"  # no [SEP]

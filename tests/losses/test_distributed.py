@@ -53,7 +53,13 @@ def test_all_four_plugins_run_distributed_with_finite_losses(tmp_path):
     for out in ranks:
         assert all(v == v and abs(v) < 1e4 for v in out["logs"].values())
         assert abs(out["logs"]["itc_loss"] - ref["logs"]["itc_loss"]) < 1e-5
-    assert_grads_equal(ranks[0]["grads"], ranks[1]["grads"], rtol=0)
+        assert all(torch.isfinite(g).all() for g in out["local_grads"].values())
+    local0, local1 = ranks[0]["local_grads"], ranks[1]["local_grads"]
+    name = "fusion_encoder.layer.0.crossattention.self.key.weight"  # ITM/MLM/box: each rank's own data
+    assert not torch.allclose(local0[name], local1[name])  # the ranks really computed different gradients
+    mean = {n: (local0[n] + local1[n]) / 2 for n in local0}  # the average, computed here from the ranks' own
+    for out in ranks:
+        assert_grads_equal(out["grads"], mean, rtol=1e-6)
 
 
 def test_reference_gradient_mode_scales_feature_gradient_by_one_over_world(tmp_path):

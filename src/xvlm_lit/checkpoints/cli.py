@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m xvlm_lit.checkpoints export --model xvlm_base --ckpt last.ckpt --out xvlm_ref.th
+    python -m xvlm_lit.checkpoints export --ckpt outputs/demo/pretrain/checkpoints/last.ckpt --out xvlm_ref.th
     python -m xvlm_lit.checkpoints export --model xvlm_base --ckpt 4m_base_model_state_step_199999.th \\
         --out base_384.safetensors --format safetensors vision.image_size=384 vision.window_size=12
     python -m xvlm_lit.checkpoints inspect 4m_base_model_state_step_199999.th
@@ -18,7 +18,8 @@ from pathlib import Path
 from torch import nn
 
 from xvlm_lit.checkpoints.exporter import save_reference, save_safetensors
-from xvlm_lit.checkpoints.importer import init_from
+from xvlm_lit.checkpoints.importer import CheckpointMismatchError, init_from
+from xvlm_lit.checkpoints.run_config import load_run_config, run_config_path
 from xvlm_lit.checkpoints.sources import read_source
 
 REPO_CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -37,16 +38,20 @@ def find_model_yaml(name: str) -> Path:
                             f"or {REPO_CONF.parent}")
 
 
-def build_model(name: str, overrides: Sequence[str] = ()) -> nn.Module:
+def build_model(name: str | None, overrides: Sequence[str] = (), ckpt: str | Path | None = None) -> nn.Module:
     """Instantiate the model of a model yaml (or of a composed config's ``model`` node), with ``key=value``
-    overrides relative to the model node. Pretrained initialisers (``bert_path``, ``vision.pretrained_path``) are
+    overrides relative to the model node. ``name=None``: the ``model`` node of the run config saved beside
+    ``ckpt`` (``<run>/.hydra/config.yaml``). Pretrained initialisers (``bert_path``, ``vision.pretrained_path``) are
     switched off: the weights come from the checkpoint."""
     from omegaconf import OmegaConf
 
-    node = OmegaConf.load(find_model_yaml(name))
-    if "_target_" not in node and "model" in node:
-        node = node.model
-    cfg = OmegaConf.create({"model": node})
+    if name is None:
+        cfg = run_config_of(ckpt)  # whole config: the model node may interpolate other nodes
+    else:
+        node = OmegaConf.load(find_model_yaml(name))
+        if "_target_" not in node and "model" in node:
+            node = node.model
+        cfg = OmegaConf.create({"model": node})
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -58,9 +63,22 @@ def build_model(name: str, overrides: Sequence[str] = ()) -> nn.Module:
     return build(cfg.model, load_weights=False)
 
 
+def run_config_of(ckpt: str | Path | None):
+    """The run config beside ``ckpt`` (its ``model`` node builds the model); a clear error when there is none."""
+    config = run_config_path(ckpt) if ckpt is not None else None
+    if config is None:
+        raise SystemExit(f"--model not given and no run config (.hydra/config.yaml) beside {ckpt}: give the model "
+                         "the checkpoint was trained with, e.g. --model xvlm_tiny or --model path/to/config.yaml")
+    print(f"model from the run config {config}", file=sys.stderr)
+    return load_run_config(ckpt)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    model = build_model(args.model, args.overrides)
-    report = init_from(model, args.ckpt)
+    model = build_model(args.model, args.overrides, ckpt=args.ckpt)
+    try:
+        report = init_from(model, args.ckpt)
+    except CheckpointMismatchError as err:
+        raise SystemExit(f"{err}\n{_model_hint(args)}") from None
     print(report.summary(), file=sys.stderr)
     if args.format == "reference":
         out = save_reference(model, args.out)
@@ -68,6 +86,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = save_safetensors(model, args.out)
     print(f"wrote {out} ({args.format})")
     return 0
+
+
+def _model_hint(args: argparse.Namespace) -> str:
+    """What to try when the model does not fit the checkpoint."""
+    config = run_config_path(args.ckpt)
+    if args.model is not None and config is not None:
+        return (f"the checkpoint was trained with the model in {config}: drop --model {args.model} to use it "
+                "(or give --model the config the checkpoint was trained with)")
+    return ("is the model the one the checkpoint was trained with? Give --model <conf/model name or yaml> "
+            "(xvlm_tiny for the demo, xvlm_base for the reference checkpoints) and the same overrides")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -87,8 +115,9 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="export weights to the reference layout or to safetensors (ours)")
-    e.add_argument("--model", "--config-name", required=True,
-                   help="model yaml path or a conf/model name (xvlm_base, xvlm_tiny), or a composed config")
+    e.add_argument("--model", "--config-name", default=None,
+                   help="model yaml path or a conf/model name (xvlm_base, xvlm_tiny), or a composed config; default: "
+                        "the model of the run config saved beside --ckpt (<run>/.hydra/config.yaml)")
     e.add_argument("--ckpt", required=True, help="Lightning .ckpt, our safetensors, or a reference .th/.pth")
     e.add_argument("--out", required=True, help="output file")
     e.add_argument("--format", choices=("reference", "safetensors"), default="reference",

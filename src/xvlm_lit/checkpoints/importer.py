@@ -21,17 +21,32 @@ from xvlm_lit.checkpoints.resize import DEFAULT_ADAPTERS, Adapter
 
 log = logging.getLogger(__name__)
 
-_SHOW = 40  # keys listed per kind of problem in an error message
+_SHOW = 10  # problems listed in an error message (the rest are counted by kind)
 
 
 class CheckpointMismatchError(ValueError):
-    """A source and a model do not match under the key map; ``problems`` lists every mismatch."""
+    """A source and a model do not match under the key map; ``problems`` lists every mismatch. The message shows
+    a count per kind of problem and the first few, one per line, so that it stays readable in a terminal."""
 
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
+    def __init__(self, source: str, problems: Sequence[str], hint: str = "") -> None:
         self.problems = list(problems)
-        shown = "\n  ".join(self.problems[:_SHOW])
-        more = f"\n  ... and {len(self.problems) - _SHOW} more" if len(self.problems) > _SHOW else ""
-        super().__init__(f"{source}: {len(self.problems)} problem(s) importing the checkpoint:\n  {shown}{more}")
+        super().__init__(format_problems(source, self.problems, hint))
+
+
+def format_problems(source: str, problems: Sequence[str], hint: str = "", show: int = _SHOW) -> str:
+    """``<source>: N problem(s) ...`` then counts by kind, the first ``show`` problems and ``... and M more``."""
+    kinds: dict[str, int] = {}
+    for p in problems:
+        kind = p.split(":", 1)[0] if ":" in p else "other"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    lines = [f"{source}: {len(problems)} problem(s) importing the checkpoint ({counts}):"]
+    lines += [f"  {p}" for p in problems[:show]]
+    if len(problems) > show:
+        lines.append(f"  ... and {len(problems) - show} more")
+    if hint:
+        lines.append(hint)
+    return "\n".join(lines)
 
 
 @dataclass
@@ -185,9 +200,11 @@ def init_from(model: nn.Module, path: str | os.PathLike, rules: Sequence[Rule] =
     """Initialise ``model`` from any supported file (``model.init_from=<path>``): a reference ``.th``/``.pth``
     (``{"model": sd}``), a bare state dict in either layout, our safetensors export, or a Lightning checkpoint
     (``state_dict`` with our keys under ``model.``). The layout is recognised from the keys; see
-    :mod:`xvlm_lit.checkpoints.sources`."""
-    from xvlm_lit.checkpoints.sources import keymap_for, read_source
+    :mod:`xvlm_lit.checkpoints.sources`. Task models (VQA, NLVR2, a reference captioning file) read through their
+    own maps (:mod:`xvlm_lit.checkpoints.auto`)."""
+    from xvlm_lit.checkpoints.auto import auto_keymap
+    from xvlm_lit.checkpoints.sources import read_source
 
     src = read_source(path)
-    keymap = keymap_for(model, src).with_rules(rules, unused, name="task" if rules or unused else "")
+    keymap = auto_keymap(model, src).with_rules(rules, unused, name="task" if rules or unused else "")
     return import_state_dict(model, src.state_dict, keymap, source_name=str(path))

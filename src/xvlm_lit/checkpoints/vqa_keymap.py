@@ -12,8 +12,8 @@ Three kinds of source, recognised from the keys (:func:`vqa_keymap`):
   ``text_decoder.cls.X``): every tensor, the decoder's cross-attention included;
 - **ours after VQA fine-tuning** (keys under ``answer_decoder.``): the identity.
 
-``python -m xvlm_lit.train experiment=vqa`` applies this through ``task.init_from`` when fitting starts (the
-generic ``model.init_from`` knows only the base key maps and would miss the decoder).
+``python -m xvlm_lit.train experiment=vqa`` applies this through ``task.init_from`` when fitting starts;
+``model.init_from``, ``python -m xvlm_lit.eval`` and ``xvlm_lit.load`` pick it too (:mod:`xvlm_lit.checkpoints.auto`).
 """
 
 from __future__ import annotations

@@ -14,13 +14,17 @@ Each training (and validation) batch is a *step batch*::
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xvlm_lit.data.skips import add_counts
@@ -29,32 +33,88 @@ from xvlm_lit.data.streams import PretrainStream, StreamSettings
 from xvlm_lit.data.val_stream import ValStream
 
 STREAM_KEYS = ("itc", "region")
+log = logging.getLogger(__name__)
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class StepLoader(DataLoader):
-    """A ``DataLoader(batch_size=None)`` over step batches that sets the dataset's epoch before every pass and
-    adds up the ``skipped`` counters of the batches it hands out (``skip_totals``).
+    """A ``DataLoader(batch_size=None)`` over step batches that sets the dataset's epoch before every pass, adds up
+    the ``skipped`` counters of the batches it hands out (``skip_totals``) and is resumable.
+
+    Resumable: ``state_dict()`` records the epoch and how many of its step batches were consumed (Lightning saves
+    it in the checkpoint's fit-loop state); after ``load_state_dict`` the next pass of that epoch starts right after
+    them (the dataset's ``set_start``). The loader draws its workers' base seed from its own generator, never from
+    torch's global one, so creating an iterator does not shift the training step's random stream.
 
     Args:
         dataset: a :class:`PretrainStream` or :class:`ValStream`.
         epoch_fn: returns the current epoch (e.g. the trainer's) or None; None counts this loader's passes.
+        consumed_fn: returns how many step batches of the current epoch the consumer has finished (the trainer's
+            count); None = the batches this loader handed out (a prefetching consumer holds some unfinished).
         **kwargs: other DataLoader arguments (``num_workers``, ``pin_memory``, ...).
     """
 
-    def __init__(self, dataset: Dataset, epoch_fn: Callable[[], int | None] | None = None, **kwargs: Any) -> None:
+    def __init__(self, dataset: Dataset, epoch_fn: Callable[[], int | None] | None = None,
+                 consumed_fn: Callable[[], int | None] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("generator", torch.Generator())
+        if kwargs.get("num_workers", 0) > 0:
+            kwargs["worker_init_fn"] = functools.partial(_init_worker, then=kwargs.get("worker_init_fn"))
         super().__init__(dataset, batch_size=None, **kwargs)
-        self.epoch_fn = epoch_fn
+        self.epoch_fn, self.consumed_fn = epoch_fn, consumed_fn
         self.passes = 0
+        self.epoch = 0
+        self.handed_out = 0  # step batches of ``epoch`` handed out, including those skipped on resume
+        self._resume: tuple[int, int] | None = None
         self.skip_totals: Counter[str] = Counter()
 
     def __iter__(self) -> Iterator[Any]:
         epoch = self.epoch_fn() if self.epoch_fn is not None else None
+        self.epoch = self.passes if epoch is None else epoch
+        start = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        self._resume = None
         if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(self.passes if epoch is None else epoch)
+            self.dataset.set_epoch(self.epoch)
+        if hasattr(self.dataset, "set_start"):
+            self.dataset.set_start(start)
+        elif start:
+            raise RuntimeError(f"{type(self.dataset).__name__} cannot resume mid-epoch (no set_start)")
         self.passes += 1
-        for batch in super().__iter__():
+        self.handed_out = start
+        batches = super().__iter__()  # the workers copy the dataset (and its start) here
+        if hasattr(self.dataset, "set_start"):
+            self.dataset.set_start(0)
+        for batch in batches:
+            self.handed_out += 1
             add_counts(self.skip_totals, batch.get("skipped"))
             yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "batches"}``: the stream position; ``layout`` is what exactness also depends on."""
+        consumed = self.consumed_fn() if self.consumed_fn is not None else None
+        return {"epoch": int(self.epoch), "batches": int(self.handed_out if consumed is None else consumed),
+                "layout": self._layout()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume the stream at ``state``'s position (applied by the next pass over ``state["epoch"]``)."""
+        if state.get("layout") not in (None, self._layout()):
+            log.warning("resuming with data layout %s, the checkpoint was written with %s: the stream continues "
+                        "at the same step but not with the same samples", self._layout(), state["layout"])
+        self._resume = (int(state["epoch"]), int(state["batches"]))
+
+    def _layout(self) -> dict[str, int]:
+        ds = self.dataset
+        return {"num_workers": int(self.num_workers), "world_size": int(getattr(ds, "world_size", 1)),
+                "epoch_steps": int(len(ds)) if hasattr(ds, "__len__") else -1}
+
+
+def _init_worker(worker_id: int, then: Callable[[int], None] | None = None) -> None:
+    """Data workers ignore preemption signals: a job-wide SIGTERM / SIGUSR1 must not kill them before the main
+    process has reached the step boundary where it saves (a dead worker fails the next fetch). The main process
+    still shuts them down through the loader, and they exit when it dies."""
+    for signum in PREEMPTION_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if then is not None:
+        then(worker_id)
 
 
 def step_streams(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,13 +243,22 @@ class PretrainDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return None if trainer is None else int(trainer.current_epoch)
 
+    def _trainer_consumed(self) -> int | None:
+        """Training step batches of the current epoch whose step has run (Lightning's own count, the one it
+        resumes its loop from); None outside a trainer."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
     # ------------------------------------------------------------------------------------------- loaders
     def train_dataloader(self) -> StepLoader:
         """Step batches of this rank; ``len() == epoch_steps``."""
         if not self.train_sources:
             self.setup("fit")
         stream = PretrainStream(self.train_sources, self.settings, self.rank, self.world_size)
-        loader = StepLoader(stream, epoch_fn=self._trainer_epoch, **self._loader_kwargs())
+        loader = StepLoader(stream, epoch_fn=self._trainer_epoch, consumed_fn=self._trainer_consumed,
+                            **self._loader_kwargs())
         self._loaders.append(loader)
         return loader
 

@@ -9,7 +9,6 @@ object is ``"<attr1> <attr2> ... <label>"``.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from xvlm_lit.data.images import BadImage, load_rgb
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.sources import IMAGE_EXTS, SourceSpec
 from xvlm_lit.data.text import clean_caption
@@ -100,22 +100,16 @@ def _parse_img2dataset(raw: dict[str, Any], spec: SourceSpec, key: str, counter:
 
 
 def decode_image(raw: dict[str, Any], where: str, counter: SkipCounter) -> Image.Image | None:
-    """The decoded RGB image of a raw sample, or None (``missing_image`` / ``corrupt_image``)."""
+    """The decoded RGB image of a raw sample, or None (``missing_image`` / ``corrupt_image`` / ``image_too_large``)."""
     data = next((raw[e] for e in IMAGE_EXTS if raw.get(e) is not None), None)
     if data is None:
         counter.skip("missing_image", f"{where}: members {sorted(k for k in raw if not k.startswith('__'))}")
         return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            out = img.convert("RGB")
-    except Exception as exn:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBomb...)
-        counter.skip("corrupt_image", f"{where}: {type(exn).__name__}: {exn}")
+        return load_rgb(bytes(data), where)
+    except BadImage as exn:
+        counter.skip(exn.reason, exn.detail)
         return None
-    if min(out.size) < 1:
-        counter.skip("corrupt_image", f"{where}: empty image {out.size}")
-        return None
-    return out
 
 
 def check_size(record: Record, img: Image.Image, where: str, counter: SkipCounter) -> bool:
@@ -127,14 +121,18 @@ def check_size(record: Record, img: Image.Image, where: str, counter: SkipCounte
 
 
 def clean_texts(texts: Sequence[Any], max_words: int, where: str, counter: SkipCounter) -> list[str]:
-    """Cleaned non-empty captions (each empty or non-string one counted as ``empty_caption``)."""
+    """Cleaned non-empty captions (each non-string one counted as ``wrong_type``, each empty one as
+    ``empty_caption``)."""
     out = []
     for text in texts:
-        cleaned = clean_caption(text, max_words) if isinstance(text, str) else ""
+        if not isinstance(text, str):
+            counter.skip("wrong_type", f"{where}: caption {str(text)[:80]!r} is a {type(text).__name__}, not a string")
+            continue
+        cleaned = clean_caption(text, max_words)
         if cleaned:
             out.append(cleaned)
         else:
-            counter.skip("empty_caption", f"{where}: {text!r}")
+            counter.skip("empty_caption", f"{where}: {text[:80]!r}")
     return out
 
 

@@ -9,11 +9,14 @@ Reason codes (sample = a whole image is dropped; text = one caption / region tex
   - ``broken_tar`` (shard): the tar layer failed (truncated archive, unreadable member, duplicate member name);
     counted once per shard read; the samples it could not deliver are lost, the others are used.
   - ``missing_image`` (sample): no jpg/jpeg/png/webp member.
-  - ``corrupt_image`` (sample): PIL could not decode the image.
+  - ``corrupt_image`` (sample): PIL could not decode the image (also a zero-byte file).
+  - ``image_too_large`` (sample): the image declares more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (a
+    decompression bomb); it is skipped before any pixel is decoded.
   - ``bad_json`` (sample): the json member is missing (shards), not valid json, or not an object.
   - ``size_mismatch`` (sample): json width/height differ from the decoded image (its boxes cannot be trusted).
   - ``no_caption`` (sample): an image-text sample without any caption.
   - ``empty_caption`` (text): a caption or region text that is empty after cleaning.
+  - ``wrong_type`` (text): a caption or region text that is not a string (a number, a list, an object...).
   - ``bbox_malformed`` / ``bbox_empty`` / ``bbox_outside_image`` (text): a region/object box that is not 4 finite
     numbers / has no area / lies (more than 1 px) outside its image.
   - ``no_region_text`` (sample): a region-stream image with no usable region or object text.
@@ -32,10 +35,12 @@ REASONS = (
     "broken_tar",
     "missing_image",
     "corrupt_image",
+    "image_too_large",
     "bad_json",
     "size_mismatch",
     "no_caption",
     "empty_caption",
+    "wrong_type",
     "bbox_malformed",
     "bbox_empty",
     "bbox_outside_image",

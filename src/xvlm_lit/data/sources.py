@@ -170,9 +170,13 @@ def stream_sources(sources: Sequence[SourceSpec], stream: str) -> tuple[list[Sou
     return chosen, [s.weight / total for s in chosen]
 
 
+class ReaderCountError(ValueError):
+    """A partitioned source with fewer shards than readers (raised before training starts; names the numbers)."""
+
+
 def check_reader_count(sources: Sequence[SourceSpec], world_size: int, num_workers: int,
                        default_resampled: bool) -> None:
-    """Raise ``ValueError`` when a partitioned source has fewer shards than readers (ranks x workers).
+    """Raise :class:`ReaderCountError` when a partitioned source has fewer shards than readers (ranks x workers).
 
     Partitioned sources give every reader (one per rank and data worker) its own disjoint share of the shards; a
     reader with no shard could not honour the source weights, so this is an error, not a warning. Resampled
@@ -183,7 +187,7 @@ def check_reader_count(sources: Sequence[SourceSpec], world_size: int, num_worke
         resampled = default_resampled if s.resampled is None else s.resampled
         if (s.folder is not None or not resampled) and s.units < readers:
             unit = "sample(s)" if s.folder is not None else "shard(s)"
-            raise ValueError(
+            raise ReaderCountError(
                 f"source '{s.name}' has {s.units} {unit} but {world_size} rank(s) x {max(1, num_workers)} "
                 f"worker(s) = {readers} readers each need at least one: re-shard it into >= {readers} shards, "
                 f"lower num_workers, or set resampled: true for this source"

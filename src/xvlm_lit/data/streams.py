@@ -6,6 +6,11 @@ with ``DataLoader(batch_size=None)``; ``len()`` is ``epoch_steps``.
 
 Randomness: every reader / mixer / augmentation / masking generator is seeded from ``(seed, rank, worker, epoch)``
 and a per-purpose tag; shard orders depend on ``(seed, source, epoch)`` only, so ranks read disjoint shards.
+
+Resume: ``set_start(n)`` makes the next pass begin at the epoch's ``n``-th step batch with exactly the batches an
+uninterrupted pass would give from there. Each worker replays (builds and drops) its own earlier step batches, since
+its generators and shuffle buffers are sequential, and the workers are rotated so that the DataLoader's round-robin
+(which always begins at worker 0) hands out step ``n`` first.
 """
 
 from __future__ import annotations
@@ -185,11 +190,18 @@ class PretrainStream(IterableDataset):
         self.sources, self.settings = list(sources), settings
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.start = 0  # step batches of the epoch already consumed: the next pass begins there (resume)
         self._calls = 0  # epochs begun by this copy inside a (persistent) worker
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch (main process, before the DataLoader starts its workers)."""
         self.epoch = int(epoch)
+
+    def set_start(self, start: int) -> None:
+        """Begin the next pass at the epoch's ``start``-th step batch (main process, before the workers start)."""
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        self.start = int(start)
 
     def __len__(self) -> int:
         return self.settings.epoch_steps
@@ -197,14 +209,24 @@ class PretrainStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         if info is None:
-            return self.iterate(0, 1, self.epoch)
+            return self.iterate(0, 1, self.epoch, self.start)
         epoch = self.epoch + self._calls  # persistent workers never see set_epoch: count their epochs here
+        start = self.start if self._calls == 0 else 0  # a persistent worker's later epochs start at 0
         self._calls += 1
-        return self.iterate(info.id, info.num_workers, epoch)
+        return self.iterate(info.id, info.num_workers, epoch, start)
 
-    def iterate(self, worker: int, num_workers: int, epoch: int) -> Iterator[dict[str, Any]]:
-        """The step batches worker ``worker`` of ``num_workers`` builds in ``epoch`` (also used by tests)."""
+    def iterate(self, worker: int, num_workers: int, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
+        """The step batches worker ``worker`` of ``num_workers`` hands out in ``epoch`` from its ``start``-th step
+        batch on (also used by tests). With ``start > 0`` the worker acts as worker ``(worker + start) % W`` of an
+        uninterrupted pass and replays that worker's step batches before ``start`` without yielding them."""
         check_reader_count(self.sources, self.world_size, num_workers, self.settings.resampled)
-        state = _Worker(self.sources, self.settings, self.rank, self.world_size, worker, num_workers, epoch)
-        for step in worker_steps(epoch, self.settings.epoch_steps, worker, num_workers):
-            yield state.step(step)
+        epoch_steps = self.settings.epoch_steps
+        if start >= epoch_steps:
+            return
+        owner = (worker + start) % max(1, num_workers)
+        state = _Worker(self.sources, self.settings, self.rank, self.world_size, owner, num_workers, epoch)
+        first = epoch * epoch_steps + start
+        for step in worker_steps(epoch, epoch_steps, owner, num_workers):
+            batch = state.step(step)
+            if step >= first:
+                yield batch

@@ -33,9 +33,11 @@ import torch.distributed as dist
 from xvlm_lit.evaluation.metrics import RecallAtK
 from xvlm_lit.losses.gather import all_gather_no_grad, world
 from xvlm_lit.models.xvlm import XVLM
+from xvlm_lit.utils.progress import progress
 
 #: how a re-ranked candidate is scored: the ITM logit alone (reference), ITM logit + ITC similarity, or ITC only
 SCORE_RULES = ("itm", "itm+itc", "itc")
+PROGRESS_EVERY = 50  # batches between progress lines of a long evaluation (logged when stdout is no terminal)
 
 ImageBatches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -149,7 +151,7 @@ def encode_images(model: XVLM, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     on the model's device; ``n`` may be 0."""
     device = next(model.parameters()).device
     tokens, feats, index = [], [], []
-    for imgs, idx in batches:
+    for imgs, idx in progress(batches, "retrieval: encoding images", every=PROGRESS_EVERY, unit="batches"):
         tok = model.encode_image(imgs.to(device))
         tokens.append(tok)
         feats.append(model.image_feat(tok).float())
@@ -222,8 +224,10 @@ def itm_scores(model: XVLM, image_tokens: torch.Tensor, image: torch.Tensor, tex
     [Nt, L]``, ``image``/``text [P]`` indices into them."""
     if len(text) == 0:  # (split of an empty tensor still yields one empty chunk)
         return torch.empty(0, device=text_hidden.device)
+    chunks = zip(image.split(batch_size), text.split(batch_size), strict=True)
     out = [model.itm_logits(model.fuse(text_hidden[t], text_mask[t], image_tokens[i]))[:, 1].float()
-           for i, t in zip(image.split(batch_size), text.split(batch_size), strict=True)]
+           for i, t in progress(chunks, "retrieval: ITM re-ranking", total=math.ceil(len(text) / batch_size),
+                                every=PROGRESS_EVERY, unit="pair batches")]
     return torch.cat(out)
 
 

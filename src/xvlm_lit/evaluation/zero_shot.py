@@ -13,8 +13,8 @@ from xvlm_lit.evaluation.retrieval import chance_recall, evaluate_retrieval
 from xvlm_lit.models.xvlm import XVLM
 
 
-def evaluate_zero_shot(model: XVLM, retrieval: dict, grounding: dict, rerank_k: int = 16, score: str = "itm"
-                       ) -> dict[str, float]:
+def evaluate_zero_shot(model: XVLM, retrieval: dict, grounding: dict, rerank_k: int = 16, score: str = "itm",
+                       details: dict | None = None) -> dict[str, float]:
     """Metrics (percent) of ``model`` on eval data from :mod:`xvlm_lit.data.eval_data`, in this process alone
     (it runs on rank 0 only, so no collective is used even under an initialised process group).
 
@@ -23,6 +23,8 @@ def evaluate_zero_shot(model: XVLM, retrieval: dict, grounding: dict, rerank_k: 
         grounding: ``images``, ``image_index [T]``, ``text_ids``/``text_mask [T,L]``, ``target_cxcywh [T,4]``.
         rerank_k: candidates re-ranked by ITM per query; score: the score rule of
             :func:`~xvlm_lit.evaluation.retrieval.evaluate_retrieval`.
+        details: when given, filled with ``retrieval`` (the :class:`RetrievalResult`) and ``grounding_pred``
+            (normalised cxcywh ``[T, 4]``), e.g. for pictures.
     """
     model.eval()
     result = evaluate_retrieval(model, retrieval["images"], retrieval["text_ids"], retrieval["text_mask"],
@@ -34,6 +36,8 @@ def evaluate_zero_shot(model: XVLM, retrieval: dict, grounding: dict, rerank_k: 
     pred = predict_boxes(model, grounding["images"], grounding["image_index"], grounding["text_ids"],
                          grounding["text_mask"])
     target = grounding["target_cxcywh"].float()
+    if details is not None:
+        details.update(retrieval=result, grounding_pred=pred)
     boxes = GroundingAccuracy(0.5, sync_on_compute=False)
     boxes.update(box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy"))
     acc = boxes.compute()

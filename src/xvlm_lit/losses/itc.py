@@ -55,15 +55,23 @@ def contrastive_loss(image_feat: torch.Tensor, text_feat: torch.Tensor, temp: to
 
 
 class ITCLoss(LossPlugin):
-    """Plugin: ``itc_loss`` on the cached image/region and text features (plus ``temp`` for logging)."""
+    """Plugin: ``itc_loss`` on the cached image/region and text features (plus ``temp`` for logging).
+
+    Args:
+        weight: multiplier of ``itc_loss`` in the total.
+        exact_gradient: see :func:`contrastive_loss`.
+        id_positives: texts sharing ``batch.idx`` are positives of each other (ours, and the reference's
+            fine-tuning); False = the plain diagonal targets of the reference's pre-training, whatever the ids.
+    """
 
     name = "itc"
 
-    def __init__(self, weight: float = 1.0, exact_gradient: bool = True) -> None:
+    def __init__(self, weight: float = 1.0, exact_gradient: bool = True, id_positives: bool = True) -> None:
         super().__init__(weight)
-        self.exact_gradient = exact_gradient
+        self.exact_gradient, self.id_positives = exact_gradient, bool(id_positives)
 
     def forward(self, model: XVLM, batch: VLBatch, cache: StepCache) -> dict[str, torch.Tensor]:
-        loss = contrastive_loss(cache.image_feat, cache.text_feat, model.temp, batch.idx, batch.valid,
+        idx = batch.idx if self.id_positives else None
+        loss = contrastive_loss(cache.image_feat, cache.text_feat, model.temp, idx, batch.valid,
                                 self.exact_gradient)
         return {"itc_loss": loss, "temp": model.temp.detach()}

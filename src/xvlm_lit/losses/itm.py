@@ -49,13 +49,24 @@ def matching_pairs(image: torch.Tensor, image_mask: torch.Tensor, text: torch.Te
 
 
 class ITMLoss(LossPlugin):
-    """Plugin: ``itm_loss`` (CE over B positives and 2B hard negatives) and ``itm_acc``."""
+    """Plugin: ``itm_loss`` (CE over B positives and 2B hard negatives) and ``itm_acc``.
+
+    Args:
+        weight: multiplier of ``itm_loss`` in the total.
+        id_positives: a pair sharing ``batch.idx`` is never drawn as a negative (ours, and the reference's
+            fine-tuning); False = only the pair itself is excluded, as in the reference's pre-training.
+    """
 
     name = "itm"
 
+    def __init__(self, weight: float = 1.0, id_positives: bool = True) -> None:
+        super().__init__(weight)
+        self.id_positives = bool(id_positives)
+
     def forward(self, model: XVLM, batch: VLBatch, cache: StepCache) -> dict[str, torch.Tensor]:
         valid = batch.valid_mask()
-        w_i2t, w_t2i = hard_negative_weights(cache.image_feat, cache.text_feat, model.temp, batch.idx, valid)
+        idx = batch.idx if self.id_positives else None
+        w_i2t, w_t2i = hard_negative_weights(cache.image_feat, cache.text_feat, model.temp, idx, valid)
         neg_image, has_neg_image = sample_negatives(w_t2i)  # a negative image for each text
         neg_text, has_neg_text = sample_negatives(w_i2t)  # a negative text for each image
         pairs = matching_pairs(cache.image_tokens, cache.image_mask, cache.text_hidden, batch.text_mask,

@@ -67,7 +67,7 @@ class CaptionModule(InitFromAtFitStart, FineTuneModule):
     Args:
         init_from: checkpoint read through the caption key map when a fit starts (not on resume): a pre-trained
             X-VLM (ours or the reference's), the caption pre-stage's ``last.ckpt``, or a reference captioning
-            ``.th`` (``text_decoder.*``); ``model.init_from`` also takes the first two.
+            ``.th`` (``text_decoder.*``); ``model.init_from`` takes them all too.
         prompt, num_beams, max_length, min_length, length_penalty: decoding (reference: "a picture of ", 3, 20,
             5, 1.0); the prompt must equal ``data.prompt``.
         spice: also run SPICE (slow; needs its jars); constant_baseline: log the constant-caption baseline,

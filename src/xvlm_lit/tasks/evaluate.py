@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 
 from xvlm_lit.tasks.finetune import FineTuneModule
+from xvlm_lit.utils.console import say
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ def evaluate_task(trainer: L.Trainer, module: FineTuneModule, datamodule: L.Ligh
         path = Path(out_dir) / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        print(format_metrics(metrics), flush=True)
-        print(f"metrics written to {path.resolve()}", flush=True)
+        say(format_metrics(metrics))
+        say(f"metrics written to {path.resolve()}")
     return metrics
 
 

@@ -23,6 +23,7 @@ class FineTuneModule(PretrainModule):
         model, losses, optimizer: as :class:`~xvlm_lit.tasks.pretrain.PretrainModule`.
         warmup_ratio: fraction of the optimizer steps spent warming up (reference: 0.1).
         clamp_temp: clamp the contrastive temperature into ``temp_range`` before each step (pre-training does).
+        max_nonfinite_steps: as :class:`~xvlm_lit.tasks.pretrain.PretrainModule` (non-finite steps are skipped).
     """
 
     stream = "task"
@@ -30,9 +31,9 @@ class FineTuneModule(PretrainModule):
     def __init__(self, model: XVLM, losses: Mapping[str, LossPlugin], optimizer: Callable[..., torch.optim.Optimizer],
                  warmup_ratio: float = 0.1, new_lr_mult: float = 2.0, clamp_temp: bool = True,
                  temp_range: tuple[float, float] = (0.001, 0.5), no_decay: tuple[str, ...] = REFERENCE_NO_DECAY,
-                 total_steps: int | None = None) -> None:
+                 total_steps: int | None = None, max_nonfinite_steps: int = 20) -> None:
         super().__init__(model, losses, optimizer, warmup_steps=0, total_steps=total_steps, new_lr_mult=new_lr_mult,
-                         temp_range=temp_range, no_decay=no_decay)
+                         temp_range=temp_range, no_decay=no_decay, max_nonfinite_steps=max_nonfinite_steps)
         if not 0 <= warmup_ratio < 1:
             raise ValueError(f"task.warmup_ratio must be in [0, 1), got {warmup_ratio}")
         self.warmup_ratio, self.clamp_temp = warmup_ratio, clamp_temp

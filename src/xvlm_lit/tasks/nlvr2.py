@@ -2,9 +2,8 @@
 
 Both modules initialise the :class:`~xvlm_lit.models.nlvr.NLVRModel` from ``init_from`` when a fit starts (not on
 resume; see :mod:`xvlm_lit.tasks.task_init`): the pair layers need the NLVR key map of
-:mod:`xvlm_lit.checkpoints.nlvr_keymap` (pre-trained fusion layer k -> layers 2k and 2k+1), which ``model.init_from``
-(the generic importer) does not know.
-Our own NLVR checkpoints need no map: ``python -m xvlm_lit.eval`` reads them as any other.
+:mod:`xvlm_lit.checkpoints.nlvr_keymap` (pre-trained fusion layer k -> layers 2k and 2k+1), which the importer
+picks for an NLVR model whatever the entry point (``model.init_from``, ``python -m xvlm_lit.eval``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from torch import nn
 
 from xvlm_lit.data.batch import VLBatch
 from xvlm_lit.data.skips import REASONS as SKIP_REASONS
-from xvlm_lit.losses.base import LossPlugin, StepCache
+from xvlm_lit.losses.base import LossPlugin, StepCache, zero_touching
 from xvlm_lit.models.xvlm import XVLM
 from xvlm_lit.tasks.optim import REFERENCE_NO_DECAY, build_scheduler, param_groups
 
@@ -30,13 +30,17 @@ class PretrainModule(L.LightningModule):
             estimate.
         new_lr_mult: lr multiplier of the parts X-VLM adds (cross-attention, projections, temp, heads).
         temp_range: the contrastive temperature is clamped into it before every step.
+        max_nonfinite_steps: a step whose total loss is NaN/inf on any rank is skipped on every rank (no update,
+            counted as ``train/nonfinite_skipped``); this many skipped in a row stop the run with an error.
     """
 
     def __init__(self, model: XVLM, losses: Mapping[str, LossPlugin], optimizer: Callable[..., torch.optim.Optimizer],
                  warmup_steps: int = 2500, total_steps: int | None = None, new_lr_mult: float = 2.0,
                  temp_range: tuple[float, float] = (0.001, 0.5),
-                 no_decay: tuple[str, ...] = REFERENCE_NO_DECAY) -> None:
+                 no_decay: tuple[str, ...] = REFERENCE_NO_DECAY, max_nonfinite_steps: int = 20) -> None:
         super().__init__()
+        if int(max_nonfinite_steps) < 1:
+            raise ValueError(f"task.max_nonfinite_steps must be >= 1, got {max_nonfinite_steps}")
         if not losses:
             raise ValueError("no loss selected: choose at least one of conf/loss (e.g. loss=[itc,itm,mlm,bbox])")
         self.model = model
@@ -45,6 +49,10 @@ class PretrainModule(L.LightningModule):
         self.warmup_steps, self.total_steps = int(warmup_steps), total_steps
         self.new_lr_mult, self.temp_range, self.no_decay = new_lr_mult, tuple(temp_range), tuple(no_decay)
         self._skips = torch.zeros(len(SKIP_REASONS) + 1, dtype=torch.float64)
+        self.max_nonfinite_steps = int(max_nonfinite_steps)
+        self.nonfinite_skipped = 0  # steps skipped for a non-finite loss, this run
+        self._nonfinite_in_a_row = 0
+        self._skip_optimizer_step = False
         #: connect unused parameters with a zero term (None = when DDP runs without find_unused_parameters)
         self.touch_unused: bool | None = None
         self._unused_cache: dict[tuple[str, ...], list[nn.Parameter]] = {}
@@ -100,11 +108,49 @@ class PretrainModule(L.LightningModule):
     def training_step(self, batch: StepBatch, batch_idx: int) -> torch.Tensor:
         total, logs = self.compute_losses(batch)
         size = batch_size_of(batch)
-        loss = logs.pop("loss")
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=size)
-        self.log("train/loss", loss, batch_size=size, prog_bar=True)
+        skip = self._any_rank_nonfinite(total)
+        if skip:
+            self._on_nonfinite(logs)
+        else:
+            self._nonfinite_in_a_row = 0
+            loss = logs.pop("loss")
+            self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=size)
+            self.log("train/loss", loss, batch_size=size, prog_bar=True)
+        self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), batch_size=size)
         self._count_skips(batch.get("skipped") or {})
-        return total
+        self._skip_optimizer_step = skip
+        # Lightning refuses a None loss under DDP: a skipped step back-propagates an exact zero through every
+        # parameter (DDP's gradient sync stays complete) and optimizer_step below does not step
+        return zero_touching(self) if skip else total
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Run the step's closure (training_step + backward) first, then step the optimizer (with the trainer's
+        gradient clipping) unless the step's loss was non-finite on some rank: no update, no AdamW moment or
+        weight-decay change. The scheduler and ``global_step`` still advance."""
+        if optimizer_closure is None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        loss = optimizer_closure()
+        if self._skip_optimizer_step:
+            return None
+        return optimizer.step(closure=lambda: loss)
+
+    def _any_rank_nonfinite(self, total: torch.Tensor) -> bool:
+        """Whether the total loss is NaN/inf on any rank: one all-reduce of one number and one host sync per
+        step, so every rank takes the same decision (a rank skipping alone would hang DDP's gradient sync)."""
+        bad = (~torch.isfinite(total.detach())).to(torch.float32).reshape(1)
+        return bool(self.trainer.strategy.reduce(bad, reduce_op="sum").item() > 0)
+
+    def _on_nonfinite(self, logs: Mapping[str, torch.Tensor]) -> None:
+        """Count a skipped step; after ``max_nonfinite_steps`` in a row stop with the step and this rank's terms."""
+        self.nonfinite_skipped += 1
+        self._nonfinite_in_a_row += 1
+        if self._nonfinite_in_a_row >= self.max_nonfinite_steps:
+            terms = ", ".join(f"{k}={float(v):.6g}" for k, v in logs.items() if k == "loss" or k.endswith("_loss"))
+            raise RuntimeError(
+                f"step {self.global_step}: the total loss was non-finite (NaN/inf) on {self._nonfinite_in_a_row} "
+                f"steps in a row (task.max_nonfinite_steps={self.max_nonfinite_steps}); those steps were skipped. "
+                f"Loss terms of this step on rank {self.global_rank}: {terms}. Lower the learning rate, check "
+                "the data, or resume from an earlier checkpoint.")
 
     def _count_skips(self, counts: Mapping[str, int]) -> None:
         """Accumulate the data pipeline's skipped-sample counts; every ``log_every_n_steps`` log the run's totals

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from xvlm_lit.callbacks.pictures import retrieval_examples, write_pictures
 from xvlm_lit.evaluation.retrieval import SCORE_RULES, evaluate_retrieval
 from xvlm_lit.tasks.finetune import FineTuneModule
 
@@ -24,12 +25,15 @@ class RetrievalModule(FineTuneModule):
     """
 
     def __init__(self, *args, k_test: int = 256, score_rule: str = "itm", eval_batch_size: int = 64,
-                 pair_batch_size: int = 128, output_dir: str | None = None, **kwargs) -> None:
+                 pair_batch_size: int = 128, output_dir: str | None = None, pictures: int = 8, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if score_rule not in SCORE_RULES:
             raise ValueError(f"task.score_rule={score_rule!r}: choose one of {SCORE_RULES}")
         self.k_test, self.score_rule, self.output_dir = int(k_test), score_rule, output_dir
         self.eval_batch_size, self.pair_batch_size = eval_batch_size, pair_batch_size
+        if pictures < 0:
+            raise ValueError(f"task.pictures={pictures}: must be >= 0 (0 = no pictures)")
+        self.pictures = int(pictures)  # text -> image top-5 rows per split: <output_dir>/pictures/<split>_retrieval
 
     def evaluate_split(self, split: str) -> dict[str, float]:
         """Metrics of ``split`` (every rank must call it: the protocol is collective)."""
@@ -41,7 +45,21 @@ class RetrievalModule(FineTuneModule):
                                     pair_batch_size=self.pair_batch_size)
         if self.output_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self._write_predictions(split, result.predictions(), gallery)
+            self._write_pictures(split, result.ir_top_index, gallery)
         return result.metrics
+
+    def _write_pictures(self, split: str, top_index, gallery) -> None:
+        """The first ``pictures`` text queries with their top 5 images (read again from the gallery)."""
+        if not self.pictures:
+            return
+        n = min(self.pictures, len(gallery.texts))
+        wanted = {int(i) for i in top_index[:n, :5].flatten()}
+        wanted |= {int(gallery.text_to_image[t]) for t in range(n)}
+        dataset = self.trainer.datamodule.eval_dataset(split)
+        images = {i: dataset[i]["image"] for i in sorted(wanted)}
+        rows = retrieval_examples(images, gallery.texts, gallery.text_to_image, top_index, n)
+        key = f"{'test_' + split if self.trainer.testing else 'val'}_retrieval"
+        write_pictures(rows, self.output_dir, key, self.trainer.loggers, self.trainer.global_step)
 
     def _write_predictions(self, split: str, preds: dict[str, list[dict]], gallery) -> None:
         for row in preds["text_retrieval"]:

@@ -1,9 +1,9 @@
 """Initialising a task model through a task key map when a fit starts (``task.init_from``).
 
-``model.init_from`` goes through the generic importer at build time; models whose layout differs from the
-pre-trained one (NLVR2's paired layers, a reference captioning file's ``text_decoder.``) need their own key map,
-applied here by the task module. It happens in ``on_fit_start``: Lightning has by then restored a resumed run's
-checkpoint, so a resume keeps its own weights (and needs no ``init_from`` file); evaluation never reads it.
+``model.init_from`` is read when the model is built, every time; ``task.init_from`` is read through the task's
+key map in ``on_fit_start``, once Lightning has restored a resumed run's checkpoint, so a resume keeps its own
+weights (and needs no ``init_from`` file); evaluation never reads it. Both pick the same key map
+(:mod:`xvlm_lit.checkpoints.auto`).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ class VQAModule(FineTuneModule):
     Args:
         init_from: the pre-trained checkpoint (ours or the reference's), or the reference's fine-tuned VQA one,
             loaded with the VQA key map (:mod:`xvlm_lit.checkpoints.vqa_keymap`) when fitting starts, unless the
-            fit resumes a run (``ckpt_path``: the run's own weights are kept). ``model.init_from`` only takes a
-            checkpoint of this same model (a VQA run): the generic key maps know nothing of the decoder.
+            fit resumes a run (``ckpt_path``: the run's own weights are kept). ``model.init_from`` reads the same
+            files through the same map, but at build time (also on resume).
         inference: ``rank`` (the reference's protocol over the answer list) or ``generate`` (open-ended).
         k_test: candidates re-scored per question by ``rank`` (reference 128).
         num_beams, max_answer_tokens: ``generate``'s beam width (1 = greedy) and length limit.

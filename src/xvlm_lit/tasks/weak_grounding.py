@@ -16,6 +16,7 @@ import torch
 from torchmetrics.aggregation import MeanMetric, SumMetric
 from torchvision.ops import box_convert
 
+from xvlm_lit.callbacks.pictures import EvalPictures, draw_heatmap, to_pil
 from xvlm_lit.data.tasks.detections import Detections, read_detections
 from xvlm_lit.evaluation.gradcam import gradcam_heatmap, pick_box, random_box_hit_rate
 from xvlm_lit.evaluation.metrics import GroundingAccuracy, paired_iou
@@ -71,11 +72,12 @@ class WeakGroundingModule(FineTuneModule):
     """
 
     def __init__(self, *args, dets_file: str, gradcam_layer: int = 3, alpha: float = 0.5, threshold: float = 0.5,
-                 output_dir: str | None = None, **kwargs) -> None:
+                 output_dir: str | None = None, pictures: int = 8, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         cross_attention(self.model, gradcam_layer)  # fail at construction for a layer the model lacks
         self.dets_file, self.gradcam_layer, self.alpha, self.threshold = dets_file, gradcam_layer, alpha, threshold
         self.output_dir = output_dir
+        self.pictures = EvalPictures(pictures)  # Grad-CAM overlays per split: <output_dir>/pictures/<split>_gradcam
         self.detections: Detections | None = None
         self._metrics: dict[int, torch.nn.ModuleDict] = {}
         self._rows: dict[int, list[dict[str, Any]]] = {}
@@ -103,6 +105,7 @@ class WeakGroundingModule(FineTuneModule):
         heat = gradcam_maps(self.model, batch["images"], batch["text_ids"], batch["text_mask"], self.gradcam_layer)
         records = self._records(loader)
         rows = [self._score(heat[i], batch, i, records) for i in range(len(heat))]
+        self._keep_pictures(batch, heat, rows, loader)
         metric = self._metric(loader)
         pred = torch.tensor([r["pred_xywh"] or [0.0, 0.0, 0.0, 0.0] for r in rows], dtype=torch.float32)
         target = torch.tensor([r["target_xywh"] for r in rows], dtype=torch.float32)
@@ -129,6 +132,19 @@ class WeakGroundingModule(FineTuneModule):
             row.update(pred_xywh=pred.tolist(), pred_index=best, iou=float(iou[0]))
         return row
 
+    def _keep_pictures(self, batch: dict[str, Any], heat: torch.Tensor, rows: list[dict[str, Any]],
+                       loader: int) -> None:
+        """Grad-CAM over the square model input, with the true and the picked box rescaled from original pixels."""
+        if not self.trainer.is_global_zero or self.trainer.sanity_checking:
+            return
+        r = batch["images"].shape[-1]
+        for i in range(min(self.pictures.wanted(loader), len(rows))):
+            scale = r / batch["size"][i].float().cpu().repeat(2)  # W, H, W, H -> R
+            true, pred = (None if b is None else (box_convert(torch.tensor(b), "xywh", "xyxy") * scale).tolist()
+                          for b in (rows[i]["target_xywh"], rows[i]["pred_xywh"]))
+            picture = draw_heatmap(to_pil(batch["images"][i]), heat[i], rows[i]["text"], true, pred)
+            self.pictures.add(loader, rows[i]["text"], picture)
+
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx)
 
@@ -150,6 +166,8 @@ class WeakGroundingModule(FineTuneModule):
         self.log_dict(logged, rank_zero_only=True, batch_size=1)
         rows = gather_rows(self._rows.pop(loader, []))
         if self.output_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            key = f"{prefix.replace('/', '_')}_gradcam"
+            self.pictures.flush(loader, self.output_dir, key, self.trainer.loggers, self.trainer.global_step)
             self._annotate(rows, split)
             write_jsonl(rows, Path(self.output_dir) / f"predictions_{split}.jsonl", sort_key="index")
         return logged

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 
+from xvlm_lit.data.images import load_rgb
 from xvlm_lit.data.skips import SkipCounter
 
 log = logging.getLogger("xvlm_lit.data")
@@ -48,18 +50,28 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
         raise TaskDataError(f"{path}: not valid JSON ({err}); re-run the converter") from err
 
 
-def _check(record: Any, task: str) -> str | None:
-    """The skip reason of a malformed record, or None."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_record(record: Any, task: str) -> str | None:
+    """The skip reason of a malformed ``retrieval`` / ``grounding`` record, or None: ``bad_json`` (not an object, a
+    required field missing), ``wrong_type`` (image not a path string, texts not a list), ``no_caption`` (no
+    non-empty text), ``bbox_malformed`` (not 4 finite numbers) / ``bbox_empty`` (no area)."""
     if not isinstance(record, dict):
         return "bad_json"
     if any(k not in record for k in REQUIRED[task]):
         return "bad_json"
+    if not isinstance(record["image"], str) or not record["image"]:
+        return "wrong_type"
     texts = record["captions" if task == "retrieval" else "texts"]
-    if not isinstance(texts, list) or not any(isinstance(t, str) and t.strip() for t in texts):
+    if not isinstance(texts, list):
+        return "wrong_type"
+    if not any(isinstance(t, str) and t.strip() for t in texts):
         return "no_caption"
     if task == "grounding":
         box = record["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
             return "bbox_malformed"
         if box[2] <= 0 or box[3] <= 0:
             return "bbox_empty"
@@ -83,7 +95,7 @@ def read_split(root: str | os.PathLike, split: str, task: str, limit: int | None
         have = sorted(p.stem for p in Path(root).glob("*.jsonl"))
         raise TaskDataError(f"{path} not found: the splits here are {have}")
     counter = counter or SkipCounter(str(path))
-    check = check or (lambda record: _check(record, task))
+    check = check or (lambda record: check_record(record, task))
     records: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as fp:
         for line_no, line in enumerate(fp, 1):
@@ -105,7 +117,10 @@ def read_split(root: str | os.PathLike, split: str, task: str, limit: int | None
 
 
 def open_image(path: Path) -> Image.Image:
-    """The upright RGB image at ``path`` (raises OSError/ValueError for a missing or undecodable file)."""
-    with Image.open(path) as img:
-        img.load()
-        return ImageOps.exif_transpose(img).convert("RGB")
+    """The upright RGB image at ``path``.
+
+    Raises:
+        BadImage (an OSError): its ``reason`` (``missing_image``, ``corrupt_image``, ``image_too_large``) is the skip
+        reason to count (``image_skip_reason(err)``).
+    """
+    return load_rgb(path, exif=True)

@@ -25,11 +25,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from xvlm_lit.data.batch import VLBatch
+from xvlm_lit.data.decode import clean_texts
+from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
-from xvlm_lit.data.tasks.annotations import TaskDataError, TaskSplit, open_image, read_split
+from xvlm_lit.data.tasks.annotations import TaskDataError, TaskSplit, check_record, open_image, read_split
 from xvlm_lit.data.tasks.retrieval import item_rng
 from xvlm_lit.data.tasks.samplers import ShardSampler
-from xvlm_lit.data.text import clean_caption
 from xvlm_lit.data.tokenizer import encode_captions, load_tokenizer, pad_ids
 from xvlm_lit.data.transforms import ImageTextTransform
 
@@ -47,12 +48,8 @@ class CaptionBatch(VLBatch):
 
 
 def _check(record: Any) -> str | None:
-    if not isinstance(record, dict) or any(k not in record for k in ("image", "image_id", "captions")):
-        return "bad_json"
-    caps = record["captions"]
-    if not isinstance(caps, list) or not any(isinstance(c, str) and c.strip() for c in caps):
-        return "no_caption"
-    return None
+    """The skip reason of a malformed line (the retrieval fields: image, image_id, captions), or None."""
+    return check_record(record, "retrieval")
 
 
 def read_caption_split(root: str | os.PathLike, split: str, limit: int | None = None) -> TaskSplit:
@@ -94,12 +91,8 @@ class CaptionTrainSet(Dataset):
         self.skips = SkipCounter(f"{split.split} caption")
         self.pairs: list[tuple[int, str]] = []
         for i, record in enumerate(split.records):
-            for caption in record["captions"]:
-                text = clean_caption(caption, max_words) if isinstance(caption, str) else ""
-                if text:
-                    self.pairs.append((i, text))
-                else:
-                    self.skips.skip("empty_caption", f"{record['image_id']}: {caption!r}")
+            texts = clean_texts(record["captions"], max_words, str(record["image_id"]), self.skips)
+            self.pairs.extend((i, text) for text in texts)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -110,7 +103,7 @@ class CaptionTrainSet(Dataset):
         try:
             img = open_image(path)
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{path}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             return None
         image, texts, _ = self.transform(img, [text], item_rng())
         return {"image": image, "text": texts[0]}
@@ -133,7 +126,7 @@ class CaptionImages(Dataset):
         try:
             image, _, _ = self.transform(open_image(path), [])
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{path}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             image = torch.zeros(3, self.image_size, self.image_size)
         return {"image": image, "record": index}
 

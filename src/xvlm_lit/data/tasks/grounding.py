@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from xvlm_lit.data.decode import clean_texts
+from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskSplit, open_image
 from xvlm_lit.data.tasks.retrieval import item_rng
-from xvlm_lit.data.text import clean_caption
 from xvlm_lit.data.transforms import RegionTransform, box_xywh_to_cxcywh_norm
 
 
@@ -18,12 +19,7 @@ def expressions(split: TaskSplit, max_words: int, skips: SkipCounter) -> list[tu
     """(record index, cleaned text) for every usable expression of every record."""
     out = []
     for i, record in enumerate(split.records):
-        for text in record["texts"]:
-            cleaned = clean_caption(text, max_words) if isinstance(text, str) else ""
-            if cleaned:
-                out.append((i, cleaned))
-            else:
-                skips.skip("empty_caption", f"{record['image_id']}: {text!r}")
+        out.extend((i, text) for text in clean_texts(record["texts"], max_words, str(record["image_id"]), skips))
     return out
 
 
@@ -55,7 +51,7 @@ class GroundingSet(Dataset):
         try:
             img = open_image(path)
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{path}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             return None
         x, y, w, h = (float(v) for v in record["bbox"])
         if x < -1 or y < -1 or x + w > img.width + 1 or y + h > img.height + 1:

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from xvlm_lit.data.batch import VLBatch
+from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskSplit, open_image, read_split
 from xvlm_lit.data.tasks.retrieval import item_rng
@@ -105,7 +106,7 @@ class NLVR2Set(Dataset):
             try:
                 img = open_image(path)
             except (OSError, ValueError) as err:
-                self.skips.skip("corrupt_image", f"{path}: {err}")
+                self.skips.skip(image_skip_reason(err), str(err))
                 return None
             image, _, _ = self.transform(img, [text], item_rng() if self.train else None)
             images.append(image)

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from xvlm_lit.data.decode import clean_texts
+from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskSplit, open_image
 from xvlm_lit.data.text import clean_caption
@@ -31,12 +33,8 @@ class RetrievalTrainSet(Dataset):
         self.split, self.transform, self.skips = split, transform, SkipCounter(f"{split.split} retrieval")
         self.pairs: list[tuple[int, str]] = []
         for i, record in enumerate(split.records):
-            for caption in record["captions"]:
-                text = clean_caption(caption, max_words) if isinstance(caption, str) else ""
-                if text:
-                    self.pairs.append((i, text))
-                else:
-                    self.skips.skip("empty_caption", f"{record['image_id']}: {caption!r}")
+            texts = clean_texts(record["captions"], max_words, str(record["image_id"]), self.skips)
+            self.pairs.extend((i, text) for text in texts)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -47,7 +45,7 @@ class RetrievalTrainSet(Dataset):
         try:
             img = open_image(self.split.image_path(record))
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{self.split.image_path(record)}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             return None
         image, texts, _ = self.transform(img, [text], item_rng())
         return {"image": image, "text": texts[0], "idx": i}
@@ -95,6 +93,6 @@ class GalleryImages(Dataset):
             image, _, _ = self.transform(open_image(path), [])
             ok = True
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{path}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             image, ok = torch.zeros(3, self.image_size, self.image_size), False
         return {"image": image, "index": index, "ok": ok}

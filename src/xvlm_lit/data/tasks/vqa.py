@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from transformers import PreTrainedTokenizerBase
 
 from xvlm_lit.data.batch import VLBatch
+from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskDataError, TaskSplit, open_image, read_split
 from xvlm_lit.data.tasks.retrieval import item_rng
@@ -133,6 +134,9 @@ class VQATrainSet(Dataset):
                 self.skips.skip("no_answer", f"question {record['question_id']}")
                 continue
             question = clean_caption(record["question"], max_words)
+            if not question:
+                self.skips.skip("empty_caption", f"question {record['question_id']}: {record['question'][:80]!r}")
+                continue
             self.items.append((i, question, list(answers), list(answers.values())))
 
     def __len__(self) -> int:
@@ -144,7 +148,7 @@ class VQATrainSet(Dataset):
         try:
             img = open_image(path)
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{path}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             return None
         rng = item_rng()
         if self.flip and rng.random() < 0.5 and not mentions_side([question, *answers]):
@@ -173,7 +177,7 @@ class VQAEvalSet(Dataset):
             image, _, _ = self.transform(open_image(path), [])
             ok = True
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{path}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             image, ok = torch.zeros(3, self.image_size, self.image_size), False
         return {"image": image, "question": self.questions[index], "index": index, "ok": ok}
 

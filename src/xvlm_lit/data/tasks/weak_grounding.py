@@ -11,6 +11,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskSplit, open_image
 from xvlm_lit.data.tasks.grounding import expressions
@@ -47,7 +48,7 @@ class WeakGroundingTrainSet(Dataset):
         try:
             img = open_image(path)
         except (OSError, ValueError) as err:
-            self.skips.skip("corrupt_image", f"{path}: {err}")
+            self.skips.skip(image_skip_reason(err), str(err))
             return None
         image, texts, _ = self.transform(img, [text], item_rng())
         return {"image": image, "text": texts[0], "idx": self.image_of_record[i]}

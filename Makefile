@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-tasks test test-all lint bench clean
+.PHONY: setup demo demo-tasks test test-all lint bench bench-quick bench-gpu clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ lint: setup
 
 bench: setup
 	$(PY) -m xvlm_lit.bench
+
+bench-quick: setup
+	$(PY) -m xvlm_lit.bench --quick --out bench_quick.json
+
+# base model, bf16, 128+128 batch, compile on, <= 8 min on one GPU
+bench-gpu: setup
+	$(PY) -m xvlm_lit.bench --gpu-check --out bench_gpu.json
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -6,9 +6,13 @@ docs/inference.md); it is imported on first use, so ``import xvlm_lit`` stays li
 
 from typing import Any
 
+from xvlm_lit.hardware import register_resolvers
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load"]
+
+register_resolvers()  # ${xvlm_precision:...} in conf/trainer resolves wherever a config is composed or re-read
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,10 @@
-"""``python -m xvlm_lit.bench [--out bench_report.json]``: training-step speed and memory, as a JSON report.
+"""``python -m xvlm_lit.bench``: training-step speed, FLOP efficiency, memory, loop overhead and loader throughput.
 
-Measures a full pre-training step (image-text + region batch, all four losses, backward, AdamW) of the tiny
-model on CPU and, when a GPU is present, of the base model in bf16. Targets are checked here, never in tests.
+With no case argument it writes the standard report (``make bench``): the tiny demo step (24 image-text pairs + 24
+region texts, all four losses) and the base-geometry CPU step at batch 8 (Swin-B + BERT 6+6, ITC + ITM + MLM), each
+in the default precision of this machine and in fp32; the Lightning loop against a bare loop; the 224 px loader.
+``--model`` (or any geometry flag) measures that one case instead. ``--gpu-check`` runs the GPU check
+(:mod:`xvlm_lit.bench_gpu`). Targets are reported here, never asserted in tests.
 """
 
 from __future__ import annotations
@@ -9,77 +12,103 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
-import statistics
 import subprocess
 import sys
-import time
-from functools import partial
+import tempfile
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from xvlm_lit.build import build_model
-from xvlm_lit.config import CONF_DIR
-from xvlm_lit.tasks.pretrain import PretrainModule
-from xvlm_lit.testing import random_batch
+from xvlm_lit.bench_step import StepCase, measure_case
+from xvlm_lit.hardware import best_precision
 
-TARGETS = {"tiny_cpu_step_s_batch16": 1.0}
+TINY = StepCase(model="xvlm_tiny", batch=24, region_texts=24, region_images=8)
+BASE = StepCase(model="xvlm_base", batch=8, region_texts=0, region_images=1, plugins=("itc", "itm", "mlm"))
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
-def build(model_name: str, plugins=("itc", "itm", "mlm", "bbox")) -> PretrainModule:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={model_name}", "~experiment"])
-    OmegaConf.resolve(OmegaConf.create({"model": cfg.model}))
-    model = build_model(cfg.model)
-    losses = {n: instantiate(cfg.loss[n]) for n in plugins}
-    return PretrainModule(model, losses, partial(torch.optim.AdamW, lr=1e-4, foreach=True))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m xvlm_lit.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="bench_report.json", help="JSON report path")
+    p.add_argument("--quick", action="store_true", help="few steps, the base case in the default precision only")
+    p.add_argument("--gpu-check", action="store_true", help="the GPU check: base, bf16, 128+128 batch, compile")
+    p.add_argument("--model", help="measure one case of this conf/model (e.g. xvlm_tiny, xvlm_base)")
+    p.add_argument("--batch", type=int, help="image-text pairs per step")
+    p.add_argument("--region-texts", type=int, help="region texts per step (0 = no region batch)")
+    p.add_argument("--region-images", type=int, help="images of the region batch (divides --region-texts)")
+    p.add_argument("--tokens", type=int, default=30)
+    p.add_argument("--plugins", default=None, help="comma-separated loss plugins (default itc,itm,mlm,bbox)")
+    p.add_argument("--precision", choices=(*PRECISIONS, "auto"), default="auto",
+                   help="auto = bf16-mixed where the hardware has native bf16, else 32-true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per case")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
+    p.add_argument("--no-compile", action="store_true", help="--gpu-check without torch.compile")
+    p.add_argument("--grad-checkpointing", action="store_true")
+    p.add_argument("--no-fused-adamw", action="store_true", help="torch's default AdamW implementation instead")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--loop-steps", type=int, default=None, help="steps per loop in the Lightning-vs-bare run; 0 = skip")
+    p.add_argument("--loader-workers", type=int, default=1, help="loader workers for the loader figure; 0 = skip")
+    p.add_argument("--loader-dir", default=None, help="where the 224 px shapes shards are made (default: a temp dir)")
+    p.add_argument("--retrieval-images", type=int, default=None,
+                   help="COCO-5K-sized retrieval evaluation in its own process (default 5000 in the standard report, "
+                        "0 = skip)")
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA device on this machine")
+    for name in ("batch", "region_texts", "region_images", "steps", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "region_texts" else 1):
+            p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return args
 
 
-def time_steps(module: PretrainModule, batch_size: int, device: str, steps: int, precision: str | None,
-               region: bool = True) -> dict:
-    """Median wall time of a full training step: ``batch_size`` image-text pairs (+ ``batch_size`` region texts
-    from ``batch_size/4`` images when ``region``), 30 tokens, all four losses, backward, clip, AdamW."""
-    module.to(device).train()
-    opt = module.optimizer_factory(module.model.parameters())
-    L = 30
-    batches = [{"itc": random_batch(module.model, batch_size, 1, L, 6, seed=s, regions=False),
-                "region": random_batch(module.model, batch_size // 4, 4, L, 6, seed=s + 1) if region else None}
-               for s in range(2)]
-    batches = [{k: _to(v, device) for k, v in b.items()} for b in batches]
-    times = []
-    for i in range(steps + 2):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            total, _ = module.compute_losses(batches[i % 2])
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:  # warm-up steps excluded
-            times.append(time.perf_counter() - t0)
-    texts = batch_size * (2 if region else 1)
-    out = {"median_step_s": statistics.median(times), "min_step_s": min(times),
-           "texts_per_s": texts / statistics.median(times)}
-    if device == "cuda":
-        out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    return out
+def resolve_precision(args: argparse.Namespace) -> str:
+    return best_precision("gpu" if args.device.startswith("cuda") else "cpu") if args.precision == "auto" \
+        else args.precision
 
 
-def _to(batch, device):
-    from dataclasses import fields, replace
-
-    if batch is None:
+def custom_case(args: argparse.Namespace) -> StepCase | None:
+    """The one case the geometry flags describe, or None for the standard report."""
+    if not any(getattr(args, k) is not None for k in ("model", "batch", "region_texts", "region_images")):
         return None
-    return replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in fields(batch)
-                             if getattr(batch, f.name) is not None})
+    base = BASE if args.model == "xvlm_base" else TINY
+    plugins = tuple(args.plugins.split(",")) if args.plugins else base.plugins
+    return StepCase(model=args.model or base.model, batch=args.batch or base.batch,
+                    region_texts=base.region_texts if args.region_texts is None else args.region_texts,
+                    region_images=args.region_images or base.region_images, tokens=args.tokens, plugins=plugins,
+                    precision=resolve_precision(args), device=args.device, compile=args.compile,
+                    grad_checkpointing=args.grad_checkpointing, fused_adamw=not args.no_fused_adamw)
+
+
+def standard_report(args: argparse.Namespace) -> dict:
+    """The tiny and base cases in the default precision and fp32, loop overhead and loader throughput."""
+    from dataclasses import replace
+
+    from xvlm_lit.bench_loader import loader_throughput
+    from xvlm_lit.bench_loop import loop_overhead
+
+    default = resolve_precision(args)
+    precisions = [default] if default == "32-true" else [default, "32-true"]
+    quick = args.quick
+    extra = dict(device=args.device, compile=args.compile, grad_checkpointing=args.grad_checkpointing,
+                 fused_adamw=not args.no_fused_adamw)
+    report: dict = {}
+    for prec in precisions:
+        tiny = replace(TINY, precision=prec, **extra)
+        report[f"tiny_24+24_{prec}"] = measure_case(tiny, args.steps or (3 if quick else 10), args.warmup)
+    for prec in precisions[:1] if quick else precisions:
+        base = replace(BASE, precision=prec, **extra)
+        report[f"base_batch8_{prec}"] = measure_case(base, args.steps or (1 if quick else 3), args.warmup)
+    loop_steps = args.loop_steps if args.loop_steps is not None else (4 if quick else 10)
+    if loop_steps:
+        report["lightning_vs_bare_tiny"] = loop_overhead(replace(TINY, precision=default, **extra), loop_steps)
+    if args.loader_workers:
+        root = Path(args.loader_dir) if args.loader_dir else Path(tempfile.gettempdir()) / "xvlm_bench_shapes224"
+        report["loader_224px"] = loader_throughput(root, args.loader_workers, batches=3 if quick else 8)
+    return report
 
 
 def retrieval_memory(images: int, k: int) -> dict:
@@ -91,31 +120,30 @@ def retrieval_memory(images: int, k: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="bench_report.json")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--retrieval-images", type=int, default=5000,
-                        help="COCO-5K-sized retrieval evaluation (5 texts per image) in its own process; 0 = skip")
-    parser.add_argument("--retrieval-k", type=int, default=2, help="ITM re-ranked candidates per query in that run")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    report = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "machine": platform.processor()}
-    tiny = build("xvlm_tiny")
-    report["tiny_cpu_batch16_image_text"] = time_steps(tiny, 16, "cpu", args.steps, None, region=False)
-    report["tiny_cpu_batch16_plus_region16"] = time_steps(tiny, 16, "cpu", args.steps, None, region=True)
-    for key in ("tiny_cpu_batch16_image_text", "tiny_cpu_batch16_plus_region16"):
-        report[key]["target_step_s"] = TARGETS["tiny_cpu_step_s_batch16"]
-        report[key]["meets_target"] = report[key]["median_step_s"] < TARGETS["tiny_cpu_step_s_batch16"]
-    if torch.cuda.is_available():
-        report["gpu"] = torch.cuda.get_device_name()
-        report["base_cuda_bf16_batch64"] = time_steps(build("xvlm_base"), 64, "cuda", args.steps, "bf16")
-    report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    if args.retrieval_images:
-        report["retrieval_eval_tiny_cpu"] = retrieval_memory(args.retrieval_images, args.retrieval_k)
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.gpu_check:
+        from xvlm_lit.bench_gpu import gpu_check
+
+        report = gpu_check(args)
+    else:
+        torch.manual_seed(0)
+        report = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor(),
+                  "default_precision": resolve_precision(args)}
+        case = custom_case(args)
+        if case is not None:
+            report["case"] = measure_case(case, args.steps or 3, args.warmup)
+        else:
+            report.update(standard_report(args))
+        images = args.retrieval_images if args.retrieval_images is not None else (0 if case or args.quick else 5000)
+        if images:
+            report["retrieval_eval_tiny_cpu"] = retrieval_memory(images, 2)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main() else 1)

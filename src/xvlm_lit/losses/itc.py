@@ -48,8 +48,9 @@ def contrastive_loss(image_feat: torch.Tensor, text_feat: torch.Tensor, temp: to
     ok = all_gather_no_grad(ok).bool()
     ids = None if idx is None else all_gather_no_grad(idx)
     pos = positives(ids, n, img.device) & ok[None, :] & ok[:, None]
-    logits = (img @ txt.t() / temp).masked_fill(~ok[None, :], torch.finfo(torch.float32).min)
-    logits_t = (txt @ img.t() / temp).masked_fill(~ok[None, :], torch.finfo(torch.float32).min)
+    with torch.autocast(img.device.type, enabled=False):  # fp32 similarities under bf16/fp16 autocast too
+        logits = (img @ txt.t() / temp).masked_fill(~ok[None, :], torch.finfo(torch.float32).min)
+        logits_t = (txt @ img.t() / temp).masked_fill(~ok[None, :], torch.finfo(torch.float32).min)
     return (soft_cross_entropy(logits, pos, ok) + soft_cross_entropy(logits_t, pos.t(), ok)) / 2
 
 

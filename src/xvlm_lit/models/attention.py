@@ -6,11 +6,22 @@ BERT checkpoints and from the reference X-VLM layout.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def cpu_attention_backend(device: torch.device):
+    """Context for the encoders' SDPA calls: under CPU bf16/fp16 autocast, the math backend (batched GEMMs in bf16,
+    the fastest on short BERT/Swin-window sequences: the CPU flash kernel's backward cost 26% of the tiny step);
+    elsewhere (fp32, CUDA) no constraint. Exact attention either way."""
+    if device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def key_padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

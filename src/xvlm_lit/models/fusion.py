@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from xvlm_lit.models.attention import AddNorm, AttentionBlock, Intermediate
 from xvlm_lit.models.text import BertSpec
@@ -45,12 +46,17 @@ class FusionEncoder(nn.Module):
         spec = BertSpec.of(bert)
         self.vision_width = vision_width
         self.layer = nn.ModuleList(FusionLayer(spec, vision_width) for _ in range(num_layers))
+        self.grad_checkpointing = False  # recompute each layer in backward (activation memory for time)
 
     def forward(self, text_hidden: torch.Tensor, text_mask: torch.Tensor | None, image: torch.Tensor,
                 image_mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         """text_hidden ``[B, L, H]``, text_mask ``[B, L]``, image ``[B, Nv, Dv]``, image_mask ``[B, Nv]``
         (1 = attend; None = all) -> ``[B, L, H]``."""
         hidden = text_hidden
+        recompute = self.grad_checkpointing and torch.is_grad_enabled()
         for layer in self.layer:
-            hidden = layer(hidden, text_mask, image, image_mask, causal)
+            if recompute:
+                hidden = checkpoint(layer, hidden, text_mask, image, image_mask, causal, use_reentrant=False)
+            else:
+                hidden = layer(hidden, text_mask, image, image_mask, causal)
         return hidden

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from torch import nn
 
 from xvlm_lit.data.batch import VLBatch
@@ -52,6 +53,9 @@ class PretrainModule(L.LightningModule):
         self.nonfinite_skipped = 0  # steps skipped for a non-finite loss, this run
         self._nonfinite_in_a_row = 0
         self._skip_optimizer_step = False
+        #: connect unused parameters with a zero term (None = when DDP runs without find_unused_parameters)
+        self.touch_unused: bool | None = None
+        self._unused_cache: dict[tuple[str, ...], list[nn.Parameter]] = {}
 
     def compute_losses(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total weighted loss and every logged term (``<stream>/<key>`` and per-key sums over streams)."""
@@ -71,7 +75,31 @@ class PretrainModule(L.LightningModule):
         if total is None:
             raise RuntimeError("no loss plugin produced a loss for this batch: check conf/loss and the data streams")
         logs["loss"] = total.detach()
+        if torch.is_grad_enabled() and self._needs_touch():
+            total = total + self._touch_unused(total, tuple(logs))
         return total, logs
+
+    def _needs_touch(self) -> bool:
+        """``touch_unused`` when set, else True under a multi-process DDP strategy without find_unused_parameters."""
+        if self.touch_unused is not None:
+            return self.touch_unused
+        trainer = self._trainer
+        if trainer is None or not isinstance(trainer.strategy, DDPStrategy) or trainer.world_size < 2:
+            return False
+        return not trainer.strategy._ddp_kwargs.get("find_unused_parameters", False)
+
+    def _touch_unused(self, total: torch.Tensor, signature: tuple[str, ...]) -> torch.Tensor:
+        """A zero connected to every trainable parameter ``total`` does not reach (the box head on a step without
+        a region batch), so DDP runs without ``find_unused_parameters``. The unused set depends only on which
+        plugin outputs the step produced (``signature``): the graph is walked once per signature."""
+        unused = self._unused_cache.get(signature)
+        if unused is None:
+            reached = _graph_parameters(total)
+            unused = [p for p in self.parameters() if p.requires_grad and id(p) not in reached]
+            self._unused_cache[signature] = unused
+        if not unused:
+            return total.new_zeros(())
+        return torch.stack([p.sum() for p in unused]).sum().to(total.dtype) * 0.0
 
     def on_train_batch_start(self, batch: StepBatch, batch_idx: int) -> None:
         with torch.no_grad():
@@ -137,6 +165,20 @@ class PretrainModule(L.LightningModule):
             self.log_dict({f"train/skipped/{r}": float(v) for r, v in zip(names, totals.tolist(), strict=True)},
                           rank_zero_only=True)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip here when no gradient scaler is involved (fp32, bf16-mixed): Lightning's mixed-precision plugin refuses
+        to clip for any optimizer that could unscale gradients itself (fused AdamW), although without a scaler there
+        is nothing to unscale and clipping before the fused step is exact. fp16 (a scaler) and sharded strategies
+        keep Lightning's own path."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        sharded = not isinstance(self.trainer.strategy, (DDPStrategy, SingleDeviceStrategy))
+        if not gradient_clip_val or scaler is not None or sharded:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
+
     def validation_step(self, batch: StepBatch, batch_idx: int) -> None:
         _, logs = self.compute_losses(batch)
         self.log_dict({f"val/{k}": v for k, v in logs.items()}, batch_size=batch_size_of(batch), sync_dist=True)
@@ -150,6 +192,21 @@ class PretrainModule(L.LightningModule):
         total = self.total_steps or int(self.trainer.estimated_stepping_batches)
         scheduler = build_scheduler(optimizer, self.warmup_steps, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _graph_parameters(out: torch.Tensor) -> set[int]:
+    """``id`` of every leaf tensor (parameter) the autograd graph of ``out`` accumulates a gradient into."""
+    seen, found, stack = set(), set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if variable is not None:
+            found.add(id(variable))
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return found
 
 
 def batch_size_of(batch: StepBatch | VLBatch | None) -> int:

@@ -71,3 +71,13 @@ def test_console_formatter_marks_warnings_only():
     info = logging.LogRecord("x", logging.INFO, __file__, 1, "step 5", None, None)
     warn = logging.LogRecord("x", logging.WARNING, __file__, 1, "skipped 2 samples", None, None)
     assert fmt.format(info) == "step 5" and fmt.format(warn) == "WARNING: skipped 2 samples"
+
+
+def test_model_summary_precision_notice_filtered():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_dependencies()
+        warnings.warn("Precision bf16-mixed is not supported by the model summary.  Estimated model size in MB will "
+                      "not be accurate. Using 32 bits instead.", UserWarning, stacklevel=1)
+        warnings.warn("Precision of something else", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["Precision of something else"]

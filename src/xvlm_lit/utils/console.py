@@ -49,6 +49,8 @@ def quiet_dependencies() -> None:
     # torch 2.9 deprecates LeafSpec; lightning/pytorch/utilities/_pytree.py still uses it (nothing to do here)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+    # Lightning's summary cannot size a bf16-mixed model; ParamSummary states its size in float32 itself
+    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropAdverts) for f in logger.filters):

@@ -9,6 +9,7 @@ the same arguments give byte-identical shards whatever the number of workers.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import multiprocessing
 import os
@@ -127,14 +128,19 @@ def ensure_shapes_world(out_dir: str | os.PathLike, n_train: int = 4000, n_val: 
                         size: int = 128, shard_size: int = 500, workers: int = 1) -> Path:
     """Return ``out_dir``, generating the corpus first unless one with the same arguments is already there.
 
-    Not safe to call from several processes at once: call it from one (e.g. a DataModule's ``prepare_data``).
+    Safe to call from several processes at once (the jobs of a sweep sharing one data directory): an exclusive
+    lock on ``<out_dir>.lock`` makes the others wait for the first one's corpus instead of reading it half-written.
     """
     _check_args(n_train, n_val, size, shard_size)
-    info = read_info(out_dir)
     wanted = _generator_args(n_train, n_val, seed, size, shard_size)
-    if info is not None and info.get("args") == wanted and _is_complete(Path(out_dir), info):
-        return Path(out_dir)
-    return generate_shapes_world(out_dir, n_train, n_val, seed, size, shard_size, workers)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        info = read_info(out)
+        if info is not None and info.get("args") == wanted and _is_complete(out, info):
+            return out
+        return generate_shapes_world(out, n_train, n_val, seed, size, shard_size, workers)
 
 
 def build_parser() -> argparse.ArgumentParser:

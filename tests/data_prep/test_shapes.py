@@ -256,3 +256,27 @@ def test_colour_names_match_their_rgb():
     assert min(COLOURS["yellow"][:2]) > 180 > COLOURS["yellow"][2]
     assert COLOURS["orange"][0] > COLOURS["orange"][1] > COLOURS["orange"][2]
     assert COLOURS["purple"][0] > COLOURS["purple"][1] < COLOURS["purple"][2]
+
+
+def test_ensure_waits_for_another_process_generating_and_reuses_its_corpus(tmp_path):
+    """The jobs of a sweep share one data directory: a second caller blocks on the lock while the first one
+    generates, then reuses that corpus instead of reading it half-written or writing it again."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "shapes"
+    args = dict(n_train=12, n_val=4, seed=0, size=96, shard_size=6)
+    call = (f"from data_prep.shapes import ensure_shapes_world; "
+            f"ensure_shapes_world({str(out)!r}, **{args!r}); print('done')")
+    with open(tmp_path / "shapes.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # this process is "generating"
+        waiting = subprocess.Popen([sys.executable, "-c", call], cwd=Path(__file__).resolve().parents[2],
+                                   stdout=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert waiting.poll() is None and not out.exists()  # blocked, wrote nothing
+        shapes.generate_shapes_world(out, **args)
+        stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert waiting.communicate(timeout=120)[0].strip() == "done" and waiting.returncode == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamp  # reused, not rewritten

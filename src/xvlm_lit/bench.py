@@ -21,6 +21,7 @@ import torch
 
 from xvlm_lit.bench_step import StepCase, measure_case
 from xvlm_lit.hardware import best_precision
+from xvlm_lit.utils.host_memory import keep_freed_memory
 
 TINY = StepCase(model="xvlm_tiny", batch=24, region_texts=24, region_images=8)
 BASE = StepCase(model="xvlm_base", batch=8, region_texts=0, region_images=1, plugins=("itc", "itm", "mlm"))
@@ -48,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="--gpu-check without torch.compile")
     p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--no-fused-adamw", action="store_true", help="torch's default AdamW implementation instead")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="keep the C library's malloc defaults (training keeps freed host memory: keep_host_memory)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--loop-steps", type=int, default=None, help="steps per loop in the Lightning-vs-bare run; 0 = skip")
     p.add_argument("--loader-workers", type=int, default=1, help="loader workers for the loader figure; 0 = skip")
@@ -122,6 +125,7 @@ def retrieval_memory(images: int, k: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    kept = False if args.system_malloc else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.gpu_check:
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         torch.manual_seed(0)
         report = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor(),
-                  "default_precision": resolve_precision(args)}
+                  "default_precision": resolve_precision(args), "keep_host_memory": kept}
         case = custom_case(args)
         if case is not None:
             report["case"] = measure_case(case, args.steps or 3, args.warmup)

@@ -21,6 +21,7 @@ from xvlm_lit.data.sources import ReaderCountError
 from xvlm_lit.tasks.evaluate import evaluate_task
 from xvlm_lit.tasks.finetune import FineTuneModule
 from xvlm_lit.utils.console import quiet_dependencies, route_lightning_to_root, say
+from xvlm_lit.utils.host_memory import keep_freed_memory
 
 log = logging.getLogger("xvlm_lit.train")
 
@@ -51,6 +52,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
 def run(cfg: DictConfig) -> dict:
     """Train (and evaluate when ``cfg.eval`` is set); returns the final metrics."""
     check_config(cfg)
+    if cfg.get("keep_host_memory", True):
+        keep_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule = build(cfg)
     trainer = build_trainer(cfg)

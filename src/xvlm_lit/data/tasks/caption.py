@@ -22,15 +22,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from xvlm_lit.data.batch import VLBatch
 from xvlm_lit.data.decode import clean_texts
 from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskDataError, TaskSplit, check_record, open_image, read_split
+from xvlm_lit.data.tasks.readable import ReadableItems
 from xvlm_lit.data.tasks.retrieval import item_rng
-from xvlm_lit.data.tasks.samplers import ShardSampler
+from xvlm_lit.data.tasks.samplers import ShardSampler, task_loader, train_sampler
 from xvlm_lit.data.tokenizer import encode_captions, load_tokenizer, pad_ids
 from xvlm_lit.data.transforms import ImageTextTransform
 
@@ -211,17 +212,16 @@ class CaptionTaskDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler, train: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+        return task_loader(dataset, sampler, batch_size=batch_size, num_workers=self.num_workers,
                           collate_fn=CaptionCollate(self.tokenizer, self.max_tokens, self.prompt, train),
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         transform = ImageTextTransform(self.image_size, train=True, scale=self.crop_scale, flip=self.flip,
                                        randaugment=self.randaugment)
-        dataset = CaptionTrainSet(self.split(self.train_split), transform, self.max_words)
-        rank, world = self._rank_world()
-        sampler: Any = (DistributedSampler(dataset, world, rank, shuffle=True, drop_last=True) if world > 1
-                        else RandomSampler(dataset))
+        dataset = ReadableItems(CaptionTrainSet(self.split(self.train_split), transform, self.max_words),
+                                f"caption {self.train_split}")
+        sampler = train_sampler(self, dataset)
         return self._loader(dataset, self.batch_size, sampler, train=True)
 
     def eval_dataloader(self, name: str) -> DataLoader:

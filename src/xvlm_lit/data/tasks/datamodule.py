@@ -8,13 +8,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from xvlm_lit.data.tasks.annotations import TaskSplit, read_split
 from xvlm_lit.data.tasks.collate import TaskCollate
 from xvlm_lit.data.tasks.grounding import GroundingSet
+from xvlm_lit.data.tasks.readable import ReadableItems
 from xvlm_lit.data.tasks.retrieval import GalleryImages, RetrievalGallery, RetrievalTrainSet, build_gallery
-from xvlm_lit.data.tasks.samplers import ShardSampler
+from xvlm_lit.data.tasks.samplers import ShardSampler, task_loader, train_sampler
 from xvlm_lit.data.tasks.weak_grounding import WeakGroundingTrainSet
 from xvlm_lit.data.tokenizer import load_tokenizer
 from xvlm_lit.data.transforms import ImageTextTransform
@@ -80,7 +81,7 @@ class TaskDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: Dataset, kind: str, batch_size: int, sampler) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+        return task_loader(dataset, sampler, batch_size=batch_size, num_workers=self.num_workers,
                           collate_fn=TaskCollate(self.tokenizer, self.max_tokens, kind),
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
@@ -104,10 +105,8 @@ class TaskDataModule(L.LightningDataModule):
         return GroundingSet(self.split(name), self.image_size, train=False, max_words=self.max_words)
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self.train_dataset()
-        rank, world = self._rank_world()
-        sampler: Any = (DistributedSampler(dataset, world, rank, shuffle=True, drop_last=True) if world > 1
-                        else RandomSampler(dataset))
+        dataset = ReadableItems(self.train_dataset(), f"{self.task} {self.train_split}")
+        sampler = train_sampler(self, dataset)
         return self._loader(dataset, TRAIN_KIND.get(self.task, self.task), self.batch_size, sampler)
 
     def eval_dataloader(self, name: str) -> DataLoader:

@@ -19,14 +19,15 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from xvlm_lit.data.batch import VLBatch
 from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskSplit, open_image, read_split
+from xvlm_lit.data.tasks.readable import ReadableItems
 from xvlm_lit.data.tasks.retrieval import item_rng
-from xvlm_lit.data.tasks.samplers import ShardSampler
+from xvlm_lit.data.tasks.samplers import ShardSampler, task_loader, train_sampler
 from xvlm_lit.data.text import clean_caption
 from xvlm_lit.data.tokenizer import encode_captions, load_tokenizer, pad_ids
 from xvlm_lit.data.transforms import ImageTextTransform
@@ -178,16 +179,15 @@ class NLVR2TaskDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+        return task_loader(dataset, sampler, batch_size=batch_size, num_workers=self.num_workers,
                           collate_fn=NLVR2Collate(self.tokenizer, self.max_tokens),
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        dataset = NLVR2Set(self.split(self.train_split), self.image_size, train=True, max_words=self.max_words,
-                           crop_scale=self.crop_scale, randaugment=self.randaugment, flip=self.flip)
-        rank, world = self._rank_world()
-        sampler: Any = (DistributedSampler(dataset, world, rank, shuffle=True, drop_last=True) if world > 1
-                        else RandomSampler(dataset))
+        dataset = ReadableItems(NLVR2Set(self.split(self.train_split), self.image_size, train=True,
+                                         max_words=self.max_words, crop_scale=self.crop_scale,
+                                         randaugment=self.randaugment, flip=self.flip), f"nlvr2 {self.train_split}")
+        sampler = train_sampler(self, dataset)
         return self._loader(dataset, self.batch_size, sampler)
 
     def eval_dataloader(self, name: str) -> DataLoader:

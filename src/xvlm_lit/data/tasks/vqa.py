@@ -33,15 +33,16 @@ from typing import Any
 import lightning as L
 import torch
 from PIL import ImageOps
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
 from xvlm_lit.data.batch import VLBatch
 from xvlm_lit.data.images import image_skip_reason
 from xvlm_lit.data.skips import SkipCounter
 from xvlm_lit.data.tasks.annotations import TaskDataError, TaskSplit, open_image, read_split
+from xvlm_lit.data.tasks.readable import ReadableItems
 from xvlm_lit.data.tasks.retrieval import item_rng
-from xvlm_lit.data.tasks.samplers import ShardSampler
+from xvlm_lit.data.tasks.samplers import ShardSampler, task_loader, train_sampler
 from xvlm_lit.data.text import clean_caption
 from xvlm_lit.data.tokenizer import encode_captions, load_tokenizer, pad_ids
 from xvlm_lit.data.transforms import ImageTextTransform
@@ -324,7 +325,7 @@ class VQATaskDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, train: bool, batch_size: int, sampler) -> DataLoader:
         length = self.max_tokens if train else max(self.max_tokens, self.eval_max_tokens)
         collate = VQACollate(self.tokenizer, length, self.max_answer_tokens, train)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+        return task_loader(dataset, sampler, batch_size=batch_size, num_workers=self.num_workers,
                           collate_fn=collate, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())
 
@@ -338,10 +339,8 @@ class VQATaskDataModule(L.LightningDataModule):
         return VQAEvalSet(self.split(name), self.image_size, max(self.max_words, EVAL_MAX_WORDS))
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self.train_dataset()
-        rank, world = self._rank_world()
-        sampler: Any = (DistributedSampler(dataset, world, rank, shuffle=True, drop_last=True) if world > 1
-                        else RandomSampler(dataset))
+        dataset = ReadableItems(self.train_dataset(), f"vqa {'+'.join(self.train_splits)}")
+        sampler = train_sampler(self, dataset)
         return self._loader(dataset, True, self.batch_size, sampler)
 
     def eval_dataloader(self, name: str) -> DataLoader:

@@ -47,14 +47,19 @@ def lightning_loop(case: StepCase, steps: int, warmup: int) -> list[float]:
     batches = make_batches(module, case)
     clock = _StepClock()
     accel = "gpu" if case.device.startswith("cuda") else "cpu"
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = L.Trainer(accelerator=accel, devices=1, precision=case.precision, max_steps=warmup + steps,
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, gradient_clip_val=1.0, gradient_clip_algorithm="norm",
                             num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10, callbacks=[clock])
-        trainer.fit(module, train_dataloaders=_loader(batches, warmup + steps))
+        try:
+            trainer.fit(module, train_dataloaders=_loader(batches, warmup + steps))
+        finally:
+            lightning_log.setLevel(level)
     return [b - a for a, b in zip(clock.ends[warmup - 1:], clock.ends[warmup:], strict=False)]
 
 

@@ -99,3 +99,26 @@ def test_empty_loss_set_is_named(tmp_path):
     cfg = compose_train(["loss=[]", f"hydra.runtime.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="no loss selected"):
         check_config(cfg)
+
+
+def test_keep_host_memory_is_on_by_default_and_switchable(monkeypatch):
+    import xvlm_lit.train as train
+
+    assert compose_train([]).keep_host_memory is True
+    cfg = compose_train(["keep_host_memory=false"])
+    assert cfg.keep_host_memory is False
+    calls = []
+
+    class Built(Exception):
+        pass
+
+    def build(cfg):
+        raise Built
+
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(train, "build", build)
+    for value, expected in ((False, 0), (True, 1)):
+        calls.clear()
+        with pytest.raises(Built):
+            train.run(compose_train([f"keep_host_memory={str(value).lower()}"]))
+        assert len(calls) == expected
